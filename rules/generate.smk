@@ -1,0 +1,40 @@
+rule measure_idle:
+    """Measure idle power before any run, as a baseline for energy above idle."""
+    output:
+        "results/idle/power.parquet",
+    log:
+        "logs/measure_idle.log",
+    resources:
+        measure=1,  # nothing else may run while the machine is measured idle
+    params:
+        energy=config["energy"],
+    script:
+        "../workflow/scripts/measure_idle.py"
+
+
+rule generate:
+    """Decode every task of one workload with one model and one stopping strategy,
+    measuring prefill and decode energy per task."""
+    input:
+        workload="results/workloads/{workload}.parquet",
+        model="resources/models/{model}",
+        idle="results/idle/power.parquet",
+    output:
+        records=f"results/generations/{RUN}.parquet",
+        tokens=f"results/generations/{RUN}.tokens.parquet",
+    log:
+        f"logs/generate/{RUN}.log",
+    benchmark:
+        f"results/benchmarks/generate/{RUN}.tsv"
+    threads: workflow.cores
+    resources:
+        measure=1,  # two jobs measuring energy at once spoil both readings
+    params:
+        model=lookup(dpath="models/{model}", within=config),
+        max_new_tokens=lookup(
+            dpath="workloads/{workload}/max_new_tokens", within=config
+        ),
+        energy=config["energy"],
+        device=config["generation"]["device"],
+    script:
+        "../workflow/scripts/generate.py"

@@ -1,0 +1,75 @@
+"""Aggregation of generation and score records into one summary table (Polars, lazy).
+
+One summary row per model x workload x strategy x energy source. Energy means are over the
+tasks whose energy was measured (`energy_tasks` says how many); a mean over none is null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+KEYS = ["model", "workload", "strategy"]
+
+
+def scan(paths: Sequence[str | Path]) -> pl.LazyFrame:
+    if not paths:
+        raise ValueError("no input files to aggregate")
+    return pl.scan_parquet([str(p) for p in paths])
+
+
+def per_task(generations: pl.LazyFrame, scores: pl.LazyFrame) -> pl.LazyFrame:
+    """Generation records joined with their scores, one row per task and repetition."""
+    score_columns = scores.select([*KEYS, "rep", "task_id", "passed", "error_kind", "sandbox"])
+    return generations.join(score_columns, on=[*KEYS, "rep", "task_id"], how="left").with_columns(
+        total_energy_j=pl.col("prefill_energy_j") + pl.col("decode_energy_j"),
+    )
+
+
+def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
+    """The summary table: one row per model x workload x strategy x energy source."""
+    measured = pl.col("total_energy_j").is_not_null()
+    return (
+        tasks.group_by([*KEYS, "energy_source"])
+        .agg(
+            tasks=pl.col("task_id").n_unique(),
+            reps=pl.col("rep").n_unique(),
+            records=pl.len(),
+            energy_tasks=measured.sum(),
+            prompt_tokens_mean=pl.col("prompt_tokens").mean(),
+            output_tokens_mean=pl.col("output_tokens").mean(),
+            output_tokens_total=pl.col("output_tokens").sum(),
+            prefill_s_mean=pl.col("prefill_s").mean(),
+            decode_s_mean=pl.col("decode_s").mean(),
+            prefill_energy_j_mean=pl.col("prefill_energy_j").filter(measured).mean(),
+            decode_energy_j_mean=pl.col("decode_energy_j").filter(measured).mean(),
+            total_energy_j_mean=pl.col("total_energy_j").filter(measured).mean(),
+            prefill_share=(
+                pl.col("prefill_energy_j").filter(measured).sum()
+                / pl.col("total_energy_j").filter(measured).sum()
+            ),
+            # Decode produces every output token but the first (which prefill yields).
+            decode_j_per_token=(
+                pl.col("decode_energy_j").filter(measured).sum()
+                / (pl.col("output_tokens").filter(measured) - 1).sum()
+            ),
+            pass_at_1=pl.col("passed").cast(pl.Float64).mean(),
+            scored=pl.col("passed").is_not_null().sum(),
+            sandbox=pl.col("sandbox").unique().sort().str.join(","),
+        )
+        .with_columns(
+            pl.when(pl.col("energy_tasks") > 0)
+            .then(pl.col("prefill_share"))
+            .otherwise(None)
+            .alias("prefill_share"),
+            pl.col("decode_j_per_token").fill_nan(None),
+        )
+        .sort([*KEYS, "energy_source"])
+        .collect()
+    )
+
+
+def aggregate(generation_paths: Sequence[str | Path], score_paths: Sequence[str | Path]):
+    return summarize(per_task(scan(generation_paths), scan(score_paths)))

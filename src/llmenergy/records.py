@@ -1,0 +1,98 @@
+"""Reading and writing the workflow's tables, atomically.
+
+Every output is written to a temporary name in its destination folder and renamed into place,
+so a killed job never leaves a half-written file that Snakemake would take as complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+# Column order and types of one generation record (DESIGN.md, "Generation records").
+GENERATION_SCHEMA: dict[str, pl.DataType] = {
+    "model": pl.String(),
+    "workload": pl.String(),
+    "strategy": pl.String(),
+    "rep": pl.Int64(),
+    "task_id": pl.String(),
+    "prompt_tokens": pl.Int64(),
+    "output_tokens": pl.Int64(),
+    "stop_reason": pl.String(),
+    "completion": pl.String(),
+    "prefill_s": pl.Float64(),
+    "decode_s": pl.Float64(),
+    "prefill_energy_j": pl.Float64(),
+    "decode_energy_j": pl.Float64(),
+    "energy_source": pl.String(),
+    "prefill_repeats": pl.Int64(),
+    "check_s": pl.Float64(),
+    "check_energy_j": pl.Float64(),
+}
+
+TOKEN_SCHEMA: dict[str, pl.DataType] = {
+    "task_id": pl.String(),
+    "position": pl.Int64(),
+    "t_s": pl.Float64(),
+    "energy_j": pl.Float64(),
+}
+
+SCORE_SCHEMA: dict[str, pl.DataType] = {
+    "model": pl.String(),
+    "workload": pl.String(),
+    "strategy": pl.String(),
+    "rep": pl.Int64(),
+    "task_id": pl.String(),
+    "passed": pl.Boolean(),
+    "error_kind": pl.String(),
+    "sandbox": pl.String(),
+    "check_s": pl.Float64(),
+}
+
+
+@contextmanager
+def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `destination`; rename it into place on success only."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, destination)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def frame(rows: list[dict[str, Any]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Build a frame with exactly `schema`'s columns, in order, from row dicts."""
+    missing = [name for row in rows for name in schema if name not in row]
+    if missing:
+        raise ValueError(f"record is missing column(s): {sorted(set(missing))}")
+    return pl.DataFrame(
+        [{name: row[name] for name in schema} for row in rows], schema=schema, orient="row"
+    )
+
+
+def write_parquet_atomic(table: pl.DataFrame, destination: str | os.PathLike[str]) -> None:
+    """Write a Parquet file so that it appears complete or not at all."""
+    with atomic_path(destination) as tmp:
+        table.write_parquet(tmp)
+
+
+def write_text_atomic(text: str, destination: str | os.PathLike[str]) -> None:
+    with atomic_path(destination) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(payload: Any, destination: str | os.PathLike[str]) -> None:
+    write_text_atomic(json.dumps(payload, indent=2, sort_keys=True) + "\n", destination)

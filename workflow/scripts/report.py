@@ -1,0 +1,41 @@
+"""Render the HTML report.
+
+Inputs:  summary.parquet, figures, idle power, prepared models, dataset manifests, template.
+Outputs: report.html, one self-contained file.
+"""
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from llmenergy import logs, models, provenance, records, report
+
+
+def main(smk) -> None:
+    with logs.to_file(smk.log[0]) as log:
+        summary = pl.read_parquet(smk.input.summary)
+        idle = pl.read_parquet(smk.input.idle).row(0, named=True)
+        facts = {
+            "commit": provenance.git_commit(Path(smk.input.template).parent),
+            "config_hash": provenance.config_hash(smk.params.config),
+            "packages": provenance.package_versions(),
+            "hardware": provenance.hardware(),
+            "energy_sources": sorted(set(summary["energy_source"].to_list())),
+            "watts_per_core": smk.params.config["energy"]["watts_per_core"],
+            "idle": report.describe_idle(idle),
+            "models": [
+                json.loads((Path(folder) / models.PROVENANCE_FILE).read_text())
+                for folder in smk.input.models
+            ],
+            "datasets": [json.loads(Path(m).read_text()) for m in smk.input.datasets],
+        }
+        html = report.render(
+            smk.input.template, summary, {"energy_per_phase": smk.input.energy_per_phase}, facts
+        )
+        records.write_text_atomic(html, smk.output[0])
+        log(f"report written to {smk.output[0]}")
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821  (injected by Snakemake)
