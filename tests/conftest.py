@@ -1,0 +1,71 @@
+"""Shared fixtures: the repository, the tiny test config, Snakemake in a temp dir, a tiny model."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def load_tiny_config() -> dict:
+    return yaml.safe_load(TINY_CONFIG.read_text())
+
+
+def snakemake(
+    workdir: Path, config: dict | Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the real workflow in `workdir` with `config` (a dict is written there first)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if isinstance(config, dict):
+        config_path = workdir / "config.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    else:
+        config_path = config
+    command = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config_path),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random model of the test config, prepared once for the session."""
+    from llmenergy import models
+
+    name, spec = next(iter(load_tiny_config()["models"].items()))
+    folder = tmp_path_factory.mktemp("models") / name
+    models.prepare(name, spec, folder, log=lambda _: None)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir: Path):
+    from llmenergy import models
+
+    name, spec = next(iter(load_tiny_config()["models"].items()))
+    return models.load(tiny_model_dir, name, spec)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    path = tmp_path / "run"
+    path.mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,119 @@
+"""The instrumented decoding loop on a real (tiny, random-weight) model."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+
+from llmenergy import energy, generation
+
+PROMPT = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
+
+
+def reference_ids(loaded, input_ids: torch.Tensor, max_new_tokens: int) -> list[int]:
+    """Greedy ids from transformers' own generate, the reference for our loop."""
+    output = loaded.model.generate(
+        input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=sorted(loaded.eos_token_ids),
+        pad_token_id=sorted(loaded.eos_token_ids)[0],
+    )
+    return output[0, input_ids.shape[1] :].tolist()
+
+
+def test_greedy_ids_equal_generate(tiny_model):
+    meter = energy.EstimateMeter(10.0)
+    input_ids = generation.encode(tiny_model, PROMPT, "completion")
+    decoded = generation.decode_greedy(tiny_model, input_ids, 24, meter)
+    assert decoded.token_ids == reference_ids(tiny_model, input_ids, 24)
+    assert decoded.prompt_tokens == input_ids.shape[1]
+
+
+def test_phases_timed_and_metered_apart(tiny_model):
+    meter = energy.EstimateMeter(10.0)
+    input_ids = generation.encode(tiny_model, PROMPT, "completion")
+    decoded = generation.decode_greedy(tiny_model, input_ids, 12, meter)
+    if decoded.stop_reason == "eos":
+        pytest.skip("the random model happened to stop at once")
+    assert len(decoded.token_times_s) == len(decoded.token_ids) == 12
+    assert decoded.stop_reason == "max_tokens"
+    times = decoded.token_times_s
+    assert all(later > earlier for earlier, later in itertools.pairwise(times))
+    assert times[0] == pytest.approx(decoded.prefill_s)
+    assert decoded.prefill_s > 0 and decoded.decode_s > 0
+    assert decoded.prefill_energy_j is not None and decoded.prefill_energy_j >= 0
+    assert decoded.decode_energy_j is not None and decoded.decode_energy_j > 0
+    assert decoded.energy_source == energy.ESTIMATE_SOURCE
+
+
+def test_stops_at_eos(tiny_model):
+    """Declare the 5th greedy token an EOS token: decoding must stop right there."""
+    meter = energy.EstimateMeter(10.0)
+    input_ids = generation.encode(tiny_model, PROMPT, "completion")
+    free = generation.decode_greedy(tiny_model, input_ids, 12, meter)
+    stop_token = free.token_ids[4]
+    first = free.token_ids.index(stop_token)
+    with_eos = dataclasses.replace(tiny_model, eos_token_ids=frozenset({stop_token}))
+    decoded = generation.decode_greedy(with_eos, input_ids, 12, meter)
+    assert decoded.stop_reason == "eos"
+    assert decoded.token_ids == free.token_ids[: first + 1]
+    assert stop_token not in generation.completion_text(with_eos, decoded.token_ids).split()
+
+
+def test_single_token_cap_has_no_decode_phase(tiny_model):
+    meter = energy.EstimateMeter(10.0)
+    input_ids = generation.encode(tiny_model, PROMPT, "completion")
+    decoded = generation.decode_greedy(tiny_model, input_ids, 1, meter)
+    assert len(decoded.token_ids) == 1
+    assert decoded.decode_s == 0.0
+    assert decoded.decode_energy_j is None  # not measured, not zero
+
+
+def test_bad_cap_and_style_rejected(tiny_model):
+    input_ids = generation.encode(tiny_model, PROMPT, "completion")
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generation.decode_greedy(tiny_model, input_ids, 0, energy.EstimateMeter(1.0))
+    with pytest.raises(ValueError, match="prompt_style"):
+        generation.prompt_text(PROMPT, "poem", tiny_model.tokenizer)
+
+
+def test_chat_prompt_uses_template(tiny_model):
+    text, special = generation.prompt_text(PROMPT, "chat", tiny_model.tokenizer)
+    assert PROMPT in text and not special
+    assert text != PROMPT
+
+
+def test_run_writes_one_record_per_task(tiny_model):
+    tasks = [{"task_id": f"T/{i}", "prompt": PROMPT + "    " * i} for i in range(3)]
+    keys = {"model": "tiny", "workload": "w", "strategy": "none", "rep": 1}
+    lines: list[str] = []
+    result = generation.run(
+        tiny_model,
+        tasks,
+        energy.EstimateMeter(10.0),
+        keys=keys,
+        prompt_style="completion",
+        max_new_tokens=6,
+        log=lines.append,
+    )
+    assert [r["task_id"] for r in result.records] == ["T/0", "T/1", "T/2"]
+    assert len(lines) == 3 and lines[0].startswith("[1/3] T/0")
+    for record in result.records:
+        tokens = [t for t in result.tokens if t["task_id"] == record["task_id"]]
+        assert len(tokens) == record["output_tokens"]
+        assert record["energy_source"] == energy.ESTIMATE_SOURCE
+    with pytest.raises(ValueError, match="strategy"):
+        generation.run(
+            tiny_model,
+            tasks,
+            energy.EstimateMeter(1.0),
+            keys=keys,
+            prompt_style="completion",
+            max_new_tokens=2,
+            strategy="syntax",
+        )
