@@ -64,7 +64,11 @@ def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
             .then(pl.col("prefill_share"))
             .otherwise(None)
             .alias("prefill_share"),
-            pl.col("decode_j_per_token").fill_nan(None),
+            # 0/0 (no decode tokens) and x/0 are not a per-token figure.
+            pl.when(pl.col("decode_j_per_token").is_finite())
+            .then(pl.col("decode_j_per_token"))
+            .otherwise(None)
+            .alias("decode_j_per_token"),
         )
         .sort([*KEYS, "energy_source"])
         .collect()

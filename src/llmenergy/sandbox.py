@@ -56,7 +56,8 @@ def classify(returncode: int, stderr: str) -> str:
     if returncode < 0:
         return f"signal:{signal.Signals(-returncode).name}"
     last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
-    exception = last.split(":", 1)[0].strip()
+    # "json.decoder.JSONDecodeError: ..." names the class with its module.
+    exception = last.split(":", 1)[0].strip().rsplit(".", 1)[-1]
     if exception == "AssertionError":
         return "assertion"
     if exception in {"SyntaxError", "IndentationError", "TabError"}:

@@ -1,0 +1,158 @@
+"""Energy meters: the CPU-time estimate, backend selection and Zeus source labels."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from llmenergy import energy
+
+WATTS = 10.0
+
+
+def _busy(cpu_seconds: float) -> None:
+    """Burn at least `cpu_seconds` of this process's CPU time."""
+    start = time.process_time()
+    x = 0
+    while time.process_time() - start < cpu_seconds:
+        for i in range(1000):
+            x += i * i
+
+
+@pytest.fixture
+def no_counters() -> energy.Counters:
+    counters = energy.available_counters()
+    if counters.any:
+        pytest.skip(f"this machine has energy counters ({counters}); the estimate is not chosen")
+    return counters
+
+
+def test_estimate_busy_window_is_cpu_time_times_watts() -> None:
+    meter = energy.EstimateMeter(WATTS)
+    cpu_before = time.process_time()
+    meter.begin("busy")
+    cpu_inner_start = time.process_time()
+    _busy(0.3)
+    cpu_inner_end = time.process_time()
+    reading = meter.end("busy")
+    cpu_after = time.process_time()
+
+    assert reading.name == "busy"
+    assert reading.source == "estimate:cpu-time"
+    assert reading.energy_j is not None
+    # The meter's window lies between the inner and the outer brackets of CPU time.
+    assert reading.energy_j >= (cpu_inner_end - cpu_inner_start) * WATTS
+    assert reading.energy_j <= (cpu_after - cpu_before) * WATTS
+    assert reading.energy_j == pytest.approx((cpu_after - cpu_before) * WATTS, rel=0.1)
+    assert reading.energy_j >= 0.3 * WATTS
+    # A single-threaded busy loop cannot use more CPU time than wall time (plus slack).
+    assert reading.seconds > 0
+    assert reading.energy_j / WATTS <= reading.seconds * 1.5 + 0.05
+
+
+def test_estimate_scales_with_watts_per_core() -> None:
+    low, high = energy.EstimateMeter(5.0), energy.EstimateMeter(20.0)
+    low.begin("w")
+    high.begin("w")
+    _busy(0.1)
+    r_high = high.end("w")
+    r_low = low.end("w")
+    assert r_low.energy_j is not None and r_high.energy_j is not None
+    # The same CPU time (up to the few instructions between the two ends) at 4x the power.
+    assert r_high.energy_j == pytest.approx(4 * r_low.energy_j, rel=0.05)
+
+
+def test_estimate_sleep_window_is_near_zero() -> None:
+    meter = energy.EstimateMeter(WATTS)
+    reading = energy.measure_idle(meter, 0.3)
+    assert reading.name == "idle"
+    assert reading.source == energy.ESTIMATE_SOURCE
+    assert reading.seconds >= 0.29
+    assert reading.energy_j is not None
+    assert 0 <= reading.energy_j < 0.05 * WATTS  # far below 0.3 s x WATTS
+
+
+def test_estimate_windows_are_independent_and_single_use() -> None:
+    meter = energy.EstimateMeter(WATTS)
+    meter.begin("outer")
+    meter.begin("inner")
+    time.sleep(0.05)
+    inner = meter.end("inner")
+    _busy(0.1)
+    outer = meter.end("outer")
+    assert inner.name == "inner" and outer.name == "outer"
+    assert outer.seconds > inner.seconds
+    assert outer.energy_j is not None and inner.energy_j is not None
+    assert outer.energy_j > inner.energy_j
+    with pytest.raises(KeyError):
+        meter.end("outer")
+
+
+@pytest.mark.parametrize("watts", [0, 0.0, -1, -0.5])
+def test_estimate_rejects_non_positive_watts(watts: float) -> None:
+    with pytest.raises(ValueError, match="watts_per_core"):
+        energy.EstimateMeter(watts)
+
+
+def test_open_meter_auto_falls_back_to_estimate(no_counters: energy.Counters) -> None:
+    meter = energy.open_meter({"backend": "auto", "watts_per_core": 10})
+    assert isinstance(meter, energy.EstimateMeter)
+    assert meter.watts_per_core == 10.0
+    assert meter.source == "estimate:cpu-time"
+
+
+def test_open_meter_default_backend_is_auto(no_counters: energy.Counters) -> None:
+    meter = energy.open_meter({"watts_per_core": 3})
+    assert isinstance(meter, energy.EstimateMeter)
+    assert meter.watts_per_core == 3.0
+
+
+def test_open_meter_estimate_always_estimates() -> None:
+    meter = energy.open_meter({"backend": "estimate", "watts_per_core": 7.5})
+    assert isinstance(meter, energy.EstimateMeter)
+    assert meter.watts_per_core == 7.5
+
+
+def test_open_meter_estimate_validates_watts() -> None:
+    with pytest.raises(ValueError, match="watts_per_core"):
+        energy.open_meter({"backend": "estimate", "watts_per_core": 0})
+
+
+def test_open_meter_zeus_without_counters_fails_clearly(no_counters: energy.Counters) -> None:
+    with pytest.raises(energy.EnergyUnavailableError, match="'zeus'"):
+        energy.open_meter({"backend": "zeus", "watts_per_core": 10})
+
+
+def test_zeus_meter_refuses_empty_counters() -> None:
+    with pytest.raises(energy.EnergyUnavailableError, match="zeus"):
+        energy.ZeusMeter(energy.Counters(gpu_indices=(), cpu_indices=()))
+
+
+@pytest.mark.parametrize("backend", ["nvml", "Estimate", "", None])
+def test_open_meter_unknown_backend(backend: object) -> None:
+    with pytest.raises(ValueError, match=r"energy\.backend"):
+        energy.open_meter({"backend": backend, "watts_per_core": 10})
+
+
+@pytest.mark.parametrize(
+    ("gpus", "cpus", "dram", "label"),
+    [
+        ((0,), (), False, "zeus:gpu"),
+        ((0, 1), (), True, "zeus:gpu"),
+        ((), (0,), False, "zeus:cpu"),
+        ((), (0, 1), True, "zeus:cpu+dram"),
+        ((0,), (0,), False, "zeus:gpu+cpu"),
+        ((0,), (0,), True, "zeus:gpu+cpu+dram"),
+    ],
+)
+def test_zeus_source_labels(
+    gpus: tuple[int, ...], cpus: tuple[int, ...], dram: bool, label: str
+) -> None:
+    assert energy.zeus_source(energy.Counters(gpu_indices=gpus, cpu_indices=cpus), dram) == label
+
+
+def test_counters_any() -> None:
+    assert not energy.Counters((), ()).any
+    assert energy.Counters((0,), ()).any
+    assert energy.Counters((), (0,)).any
