@@ -37,14 +37,16 @@ def energy_per_phase(summary: pl.DataFrame, out_png: str | Path) -> None:
     prefill = rows["prefill_energy_j_mean"].to_list()
     decode = rows["decode_energy_j_mean"].to_list()
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(labels) + 2), 4.0))
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(labels) + 3), 4.0))
         positions = range(len(labels))
-        ax.bar(positions, prefill, color=PHASE_COLOURS["prefill"], label="prefill")
-        ax.bar(positions, decode, bottom=prefill, color=PHASE_COLOURS["decode"], label="decode")
+        ax.bar(positions, prefill, 0.6, color=PHASE_COLOURS["prefill"], label="prefill")
+        ax.bar(
+            positions, decode, 0.6, bottom=prefill, color=PHASE_COLOURS["decode"], label="decode"
+        )
         ax.set_xticks(list(positions), labels, fontsize=8)
         ax.set_ylabel(energy_label(summary))
         ax.set_title("Energy per phase")
-        ax.legend(frameon=False)
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         if not labels:
             ax.text(0.5, 0.5, "no measured energy", ha="center", transform=ax.transAxes)
         fig.tight_layout()
