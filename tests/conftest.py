@@ -19,17 +19,16 @@ def load_tiny_config() -> dict:
     return yaml.safe_load(TINY_CONFIG.read_text())
 
 
-def snakemake(
-    workdir: Path, config: dict | Path, *args: str, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """Run the real workflow in `workdir` with `config` (a dict is written there first)."""
+def snakemake_command(workdir: Path, config: dict | Path, *args: str) -> list[str]:
+    """The command line that runs the real workflow in `workdir` with `config` (a dict is
+    written there first)."""
     workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(config, dict):
         config_path = workdir / "config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     else:
         config_path = config
-    command = [
+    return [
         SNAKEMAKE,
         "--snakefile",
         str(REPO / "Snakefile"),
@@ -41,6 +40,13 @@ def snakemake(
         "2",
         *args,
     ]
+
+
+def snakemake(
+    workdir: Path, config: dict | Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the real workflow in `workdir` with `config` and wait for it."""
+    command = snakemake_command(workdir, config, *args)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir)
 
 
@@ -69,3 +75,14 @@ def workdir(tmp_path: Path) -> Path:
     path.mkdir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests under tests/gpu/ are marked `gpu` and skipped where CUDA is missing."""
+    import torch
+
+    for item in items:
+        if "gpu" in Path(item.path).relative_to(REPO / "tests").parts[:1]:
+            item.add_marker(pytest.mark.gpu)
+            if not torch.cuda.is_available():
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))

@@ -71,7 +71,8 @@ def test_single_token_cap_has_no_decode_phase(tiny_model):
     decoded = generation.decode_greedy(tiny_model, input_ids, 1, meter)
     assert len(decoded.token_ids) == 1
     assert decoded.decode_s == 0.0
-    assert decoded.decode_energy_j is None  # not measured, not zero
+    assert decoded.decode_energy_j == 0.0  # no decode phase happened: it cost nothing
+    assert decoded.flags == ["no-decode"]
 
 
 def test_bad_cap_and_style_rejected(tiny_model):

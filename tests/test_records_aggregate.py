@@ -119,6 +119,7 @@ def _generation(
         "decode_energy_j": decode_j,
         "energy_source": source,
         "prefill_repeats": 1,
+        "energy_flags": "",
         "check_s": None,
         "check_energy_j": None,
     }

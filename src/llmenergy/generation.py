@@ -7,6 +7,8 @@ to the last. Per-token timestamps are kept for every output token.
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 
-from llmenergy.energy import Meter
+from llmenergy.energy import Meter, Reading
 from llmenergy.models import LoadedModel
 
 CHAT_INSTRUCTION = (
@@ -26,17 +28,24 @@ PROMPT_STYLES = ("completion", "chat")
 
 @dataclass
 class Decoded:
-    """What one greedy decoding produced, with its phase timings and energy readings."""
+    """What one greedy decoding produced, with its phase timings and energy readings.
+
+    `token_times_s[i]` is when output token i was known, in seconds from the start of a
+    single prefill pass; `token_energies_j[i]` its energy where a power timeline exists.
+    """
 
     prompt_tokens: int
     token_ids: list[int]
     stop_reason: str
     token_times_s: list[float]
+    token_energies_j: list[float | None]
     prefill_s: float
     decode_s: float
     prefill_energy_j: float | None
     decode_energy_j: float | None
     energy_source: str
+    prefill_repeats: int
+    flags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -67,40 +76,93 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass
+class Prefill:
+    """One metered prefill: the model output of its last pass, and per-pass time and energy."""
+
+    output: Any
+    first_token: torch.Tensor
+    seconds: float
+    energy_j: float | None
+    repeats: int
+    reading: Reading
+    flags: list[str]
+
+
+def repeats_for(window_s: float, repeats: int, min_window_s: float, max_repeats: int) -> int:
+    """How many prefill passes make a window of at least `min_window_s` (with 20% margin)."""
+    if window_s >= min_window_s:
+        return repeats
+    per_pass = max(window_s / repeats, 1e-6)
+    return min(max_repeats, max(repeats + 1, math.ceil(1.2 * min_window_s / per_pass)))
+
+
+def measure_prefill(
+    loaded: LoadedModel, input_ids: torch.Tensor, meter: Meter, max_repeats: int
+) -> Prefill:
+    """Run the prompt's forward pass in one metered window, repeated until the window is long
+    enough for the meter; report time and energy per pass."""
+    model, device = loaded.model, loaded.device
+    repeats = 1
+    while True:
+        _synchronize(device)
+        meter.begin("prefill")
+        start = time.perf_counter()
+        for _ in range(repeats):
+            output = model(input_ids=input_ids, use_cache=True)
+        first_token = output.logits[:, -1, :].argmax(dim=-1)
+        _synchronize(device)
+        window_s = time.perf_counter() - start
+        reading = meter.end("prefill")
+        wanted = repeats_for(window_s, repeats, meter.min_window_s, max_repeats)
+        if wanted == repeats:
+            break
+        repeats = wanted
+    flags = []
+    energy_j = None if reading.energy_j is None else reading.energy_j / repeats
+    if window_s < meter.min_window_s:
+        flags.append("prefill-window-short")
+        energy_j = None
+    return Prefill(output, first_token, window_s / repeats, energy_j, repeats, reading, flags)
+
+
 @torch.inference_mode()
 def decode_greedy(
-    loaded: LoadedModel, input_ids: torch.Tensor, max_new_tokens: int, meter: Meter
+    loaded: LoadedModel,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    meter: Meter,
+    max_prefill_repeats: int = 64,
 ) -> Decoded:
     """Greedy decoding of one prompt until EOS or `max_new_tokens` output tokens."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     model, device, eos = loaded.model, loaded.device, loaded.eos_token_ids
 
-    _synchronize(device)
-    meter.begin("prefill")
-    start = time.perf_counter()
-    out = model(input_ids=input_ids, use_cache=True)
-    next_id = out.logits[:, -1, :].argmax(dim=-1)
-    token = int(next_id.item())  # .item() waits for the device
-    prefill_end = time.perf_counter()
-    prefill = meter.end("prefill")
-
-    cache = out.past_key_values
+    prefill = measure_prefill(loaded, input_ids, meter, max_prefill_repeats)
+    flags = list(prefill.flags)
+    next_id = prefill.first_token
+    token = int(next_id.item())
+    cache = prefill.output.past_key_values
     token_ids = [token]
-    times = [prefill_end - start]
+    times = [prefill.seconds]
+    walls = [time.time()]  # wall-clock end of each token, for power timelines
     stop_reason = "eos" if token in eos else "max_tokens"
-    decode_energy: float | None = None
+    decode_energy: float | None = 0.0  # no decode phase at all costs nothing
     decode_s = 0.0
     if token not in eos and max_new_tokens > 1:
+        _synchronize(device)
         meter.begin("decode")
         decode_start = time.perf_counter()
+        walls[0] = time.time()
         while True:
             out = model(input_ids=next_id[:, None], past_key_values=cache, use_cache=True)
             cache = out.past_key_values
             next_id = out.logits[:, -1, :].argmax(dim=-1)
-            token = int(next_id.item())
+            token = int(next_id.item())  # .item() waits for the device
             token_ids.append(token)
-            times.append(time.perf_counter() - start)
+            times.append(prefill.seconds + time.perf_counter() - decode_start)
+            walls.append(time.time())
             if token in eos:
                 stop_reason = "eos"
                 break
@@ -110,18 +172,30 @@ def decode_greedy(
         decode_s = time.perf_counter() - decode_start
         decode = meter.end("decode")
         decode_energy = decode.energy_j
-    elif token not in eos:
-        stop_reason = "max_tokens"
+        if decode_s < meter.min_window_s:
+            flags.append("decode-window-short")
+            decode_energy = None
+    else:
+        flags.append("no-decode")
+
+    reading = prefill.reading
+    intervals = [(reading.start, reading.end), *list(itertools.pairwise(walls))]
+    energies = meter.interval_energies(intervals)
+    if energies[0] is not None:
+        energies[0] /= prefill.repeats
     return Decoded(
         prompt_tokens=int(input_ids.shape[1]),
         token_ids=token_ids,
         stop_reason=stop_reason,
         token_times_s=times,
-        prefill_s=prefill_end - start,
+        token_energies_j=energies[: len(token_ids)],
+        prefill_s=prefill.seconds,
         decode_s=decode_s,
         prefill_energy_j=prefill.energy_j,
         decode_energy_j=decode_energy,
-        energy_source=prefill.source,
+        energy_source=reading.source,
+        prefill_repeats=prefill.repeats,
+        flags=flags,
     )
 
 
@@ -145,6 +219,7 @@ def run(
     prompt_style: str,
     max_new_tokens: int,
     strategy: str = "none",
+    max_prefill_repeats: int = 64,
     log: Callable[[str], None] = print,
 ) -> RunResult:
     """Decode every task; return one record per task and one row per output token."""
@@ -156,7 +231,11 @@ def run(
         warm_up(loaded, meter, tasks[0]["prompt"], prompt_style)
     for index, task in enumerate(tasks, start=1):
         decoded = decode_greedy(
-            loaded, encode(loaded, task["prompt"], prompt_style), max_new_tokens, meter
+            loaded,
+            encode(loaded, task["prompt"], prompt_style),
+            max_new_tokens,
+            meter,
+            max_prefill_repeats,
         )
         result.records.append(
             {
@@ -171,14 +250,17 @@ def run(
                 "prefill_energy_j": decoded.prefill_energy_j,
                 "decode_energy_j": decoded.decode_energy_j,
                 "energy_source": decoded.energy_source,
-                "prefill_repeats": 1,
+                "prefill_repeats": decoded.prefill_repeats,
+                "energy_flags": ",".join(decoded.flags),
                 "check_s": 0.0,
                 "check_energy_j": 0.0,
             }
         )
         result.tokens.extend(
-            {"task_id": task["task_id"], "position": i, "t_s": t, "energy_j": None}
-            for i, t in enumerate(decoded.token_times_s)
+            {"task_id": task["task_id"], "position": i, "t_s": t, "energy_j": e}
+            for i, (t, e) in enumerate(
+                zip(decoded.token_times_s, decoded.token_energies_j, strict=True)
+            )
         )
         rate = len(decoded.token_ids) / max(decoded.prefill_s + decoded.decode_s, 1e-9)
         log(

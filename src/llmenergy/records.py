@@ -33,6 +33,7 @@ GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "decode_energy_j": pl.Float64(),
     "energy_source": pl.String(),
     "prefill_repeats": pl.Int64(),
+    "energy_flags": pl.String(),
     "check_s": pl.Float64(),
     "check_energy_j": pl.Float64(),
 }

@@ -14,8 +14,11 @@ def main(smk) -> None:
     with logs.to_file(smk.log[0]) as log:
         torch.set_num_threads(smk.threads)
         wildcards = smk.wildcards
-        loaded = models.load(smk.input.model, wildcards.model, smk.params.model, smk.params.device)
+        # The meter first: a forced backend without counters fails before any generation.
         meter = energy.open_meter(smk.params.energy)
+        for gpu in energy.gpu_state():
+            log(f"GPU {gpu}")
+        loaded = models.load(smk.input.model, wildcards.model, smk.params.model, smk.params.device)
         log(f"model {wildcards.model} on {smk.params.device}, energy source {meter.source}")
         tasks = pl.read_parquet(smk.input.workload).to_dicts()
         result = generation.run(
@@ -31,6 +34,7 @@ def main(smk) -> None:
             prompt_style=smk.params.model["prompt_style"],
             max_new_tokens=smk.params.max_new_tokens,
             strategy=wildcards.strategy,
+            max_prefill_repeats=smk.params.energy["max_prefill_repeats"],
             log=log,
         )
         records.write_parquet_atomic(

@@ -1,0 +1,44 @@
+"""Run one metered generation with the `zeus` backend and print its record as JSON.
+
+Usage: python zeus_generation.py MODEL_DIR MAX_NEW_TOKENS MIN_WINDOW_S
+Run in a fresh process so that Zeus probes RAPL after the fabricated tree exists. It prints
+READY once Zeus's wrap-around trackers are up, and waits for a line on stdin before measuring,
+so the caller can place a counter wrap-around inside the decode window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+
+import torch
+
+from llmenergy import energy, generation, models
+
+PROMPT = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
+
+
+def main() -> None:
+    model_dir, max_new_tokens, min_window_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    torch.set_num_threads(1)  # leave a core to the thread that advances the counters
+    meter = energy.open_meter(
+        {"backend": "zeus", "watts_per_core": 1.0, "min_window_s": min_window_s}
+    )
+    loaded = models.load(model_dir, "tiny", {"dtype": "float32"})
+    loaded = dataclasses.replace(loaded, eos_token_ids=frozenset())  # decode the full length
+    input_ids = generation.encode(loaded, PROMPT, "completion")
+    generation.decode_greedy(loaded, input_ids, 8, meter, 256)  # warm-up; starts the trackers
+    time.sleep(3.0)  # Zeus's wrap-around trackers are spawned processes: let them start
+    print("READY", flush=True)
+    sys.stdin.readline()
+    decoded = generation.decode_greedy(loaded, input_ids, max_new_tokens, meter, 256)
+    record = dataclasses.asdict(decoded)
+    record.pop("token_ids")
+    record["finished_at"] = time.perf_counter()
+    print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":  # Zeus spawns helper processes: the guard is required
+    main()

@@ -1,0 +1,191 @@
+"""Phase windows: repeated prefill, too-short windows, power timelines, idle, forced backends."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from llmenergy import aggregate, energy, generation, records
+
+from conftest import load_tiny_config, snakemake, snakemake_command
+
+PROMPT = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
+
+
+def test_integrate_power_constant_and_ramp():
+    flat = [(0.0, 10.0), (1.0, 10.0), (2.0, 10.0)]
+    assert energy.integrate_power(flat, 0.25, 1.75) == pytest.approx(15.0)
+    ramp = [(0.0, 0.0), (2.0, 20.0)]  # P(t) = 10 t
+    assert energy.integrate_power(ramp, 0.5, 1.5) == pytest.approx(10.0)  # 5 (t^2) from .5 to 1.5
+    # Outside the samples the power is held at the nearest sample.
+    assert energy.integrate_power(ramp, 2.0, 3.0) == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="ends before"):
+        energy.integrate_power(flat, 1.0, 0.5)
+
+
+def test_intervals_partition_the_energy():
+    """Per-token energies over adjacent intervals add up to the whole window's energy."""
+    timeline = [(t / 10, 50 + 30 * math.sin(t)) for t in range(40)]
+    edges = [0.05 + 0.137 * i for i in range(25)]
+    parts = [energy.integrate_power(timeline, a, b) for a, b in itertools.pairwise(edges)]
+    assert sum(parts) == pytest.approx(energy.integrate_power(timeline, edges[0], edges[-1]))
+
+
+def test_repeats_for():
+    assert energy.DEFAULT_MIN_WINDOW_S["gpu"] >= energy.DEFAULT_MIN_WINDOW_S["estimate"]
+    assert generation.repeats_for(0.2, 1, 0.1, 64) == 1  # long enough already
+    assert generation.repeats_for(0.01, 1, 0.1, 64) == 12  # ceil(1.2 * 0.1 / 0.01)
+    assert generation.repeats_for(0.001, 1, 0.1, 64) == 64  # capped
+    assert generation.repeats_for(0.01, 64, 0.1, 64) == 64  # at the cap: stop trying
+
+
+def test_prefill_repeated_until_window_is_long_enough(tiny_model):
+    meter = energy.EstimateMeter(10.0, min_window_s=0.3)
+    input_ids = generation.encode(tiny_model, PROMPT, "completion")
+    decoded = generation.decode_greedy(tiny_model, input_ids, 4, meter, max_prefill_repeats=5000)
+    assert decoded.prefill_repeats > 1  # one tiny-model pass takes milliseconds, not 0.3 s
+    assert decoded.prefill_s * decoded.prefill_repeats >= 0.3
+    assert decoded.prefill_energy_j is not None
+    assert "prefill-window-short" not in decoded.flags
+
+
+def test_windows_too_short_are_null_and_flagged(tiny_model):
+    meter = energy.EstimateMeter(10.0, min_window_s=30.0)
+    input_ids = generation.encode(tiny_model, PROMPT, "completion")
+    decoded = generation.decode_greedy(tiny_model, input_ids, 5, meter, max_prefill_repeats=2)
+    if decoded.stop_reason == "eos":
+        pytest.skip("the random model happened to stop at once")
+    assert decoded.prefill_repeats == 2
+    assert decoded.prefill_energy_j is None and decoded.decode_energy_j is None
+    assert decoded.flags == ["prefill-window-short", "decode-window-short"]
+    assert decoded.prefill_s > 0 and decoded.decode_s > 0  # times are still known
+
+
+class TimelineMeter(energy.EstimateMeter):
+    """An estimate meter with a constant 40 W power timeline, standing in for the GPU
+    PowerMonitor that cannot exist on a machine without NVML."""
+
+    WATTS = 40.0
+
+    def interval_energies(self, intervals):
+        samples = [(t, self.WATTS) for t in (time.time() - 600, time.time() + 600)]
+        return [energy.integrate_power(samples, a, b) for a, b in intervals]
+
+
+def test_per_token_energy_from_power_timeline(tiny_model):
+    meter = TimelineMeter(10.0)
+    input_ids = generation.encode(tiny_model, PROMPT, "completion")
+    decoded = generation.decode_greedy(tiny_model, input_ids, 10, meter)
+    assert all(e is not None for e in decoded.token_energies_j)
+    decode_tokens = sum(decoded.token_energies_j[1:])
+    assert decode_tokens == pytest.approx(TimelineMeter.WATTS * decoded.decode_s, rel=0.05)
+    gaps = [b - a for a, b in zip(decoded.token_times_s, decoded.token_times_s[1:], strict=False)]
+    for token_energy, gap in zip(decoded.token_energies_j[1:], gaps, strict=True):
+        assert token_energy == pytest.approx(TimelineMeter.WATTS * gap, rel=0.1, abs=2e-3)
+
+
+def test_no_timeline_gives_null_token_energy(tiny_model):
+    decoded = generation.decode_greedy(
+        tiny_model, generation.encode(tiny_model, PROMPT, "completion"), 5, energy.EstimateMeter(1)
+    )
+    assert decoded.token_energies_j == [None] * len(decoded.token_ids)
+
+
+def test_energy_above_idle():
+    rows = [
+        {
+            "model": "m",
+            "workload": "w",
+            "strategy": "none",
+            "rep": 1,
+            "task_id": f"T/{i}",
+            "prompt_tokens": 10,
+            "output_tokens": 11,
+            "stop_reason": "max_tokens",
+            "completion": "",
+            "prefill_s": 0.5,
+            "decode_s": 2.0,
+            "prefill_energy_j": 10.0,
+            "decode_energy_j": 50.0,
+            "energy_source": "zeus:gpu",
+            "prefill_repeats": 1,
+            "energy_flags": "",
+            "check_s": 0.0,
+            "check_energy_j": 0.0,
+        }
+        for i in range(2)
+    ]
+    generations = records.frame(rows, records.GENERATION_SCHEMA).lazy()
+    scores = records.frame(
+        [
+            {**{k: r[k] for k in ("model", "workload", "strategy", "rep", "task_id")}}
+            | {"passed": True, "error_kind": None, "sandbox": "x", "check_s": 0.1}
+            for r in rows
+        ],
+        records.SCORE_SCHEMA,
+    ).lazy()
+    idle = pl.LazyFrame({"energy_source": ["zeus:gpu"], "power_w": [4.0]})
+    row = aggregate.summarize(aggregate.per_task(generations, scores, idle)).row(0, named=True)
+    assert row["idle_power_w"] == 4.0
+    assert row["total_energy_j_mean"] == pytest.approx(60.0)
+    assert row["prefill_above_idle_j_mean"] == pytest.approx(10.0 - 4.0 * 0.5)
+    assert row["decode_above_idle_j_mean"] == pytest.approx(50.0 - 4.0 * 2.0)
+    assert row["total_above_idle_j_mean"] == pytest.approx(60.0 - 4.0 * 2.5)
+    # Idle measured by another kind of meter is not subtracted.
+    other = pl.LazyFrame({"energy_source": ["estimate:cpu-time"], "power_w": [4.0]})
+    row = aggregate.summarize(aggregate.per_task(generations, scores, other)).row(0, named=True)
+    assert row["idle_power_w"] is None and row["total_above_idle_j_mean"] is None
+
+
+def test_forced_zeus_without_counters_fails_before_generation(workdir: Path):
+    if energy.available_counters().any:
+        pytest.skip("this machine has energy counters")
+    config = load_tiny_config()
+    config["energy"]["backend"] = "zeus"
+    run = snakemake(workdir, config, "--until", "generate", "--keep-going")
+    assert run.returncode != 0
+    logs = "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
+    assert "energy.backend is 'zeus' but neither NVML (GPU) nor RAPL (CPU)" in logs
+    assert "[1/3]" not in logs  # no task was generated
+    assert not list((workdir / "results").rglob("rep1.parquet"))
+
+
+def test_killed_generation_leaves_nothing_and_reruns(workdir: Path):
+    """Kill the workflow while `generate` is mid-way: no output file remains, and a rerun
+    completes the job."""
+    config = load_tiny_config()
+    config["workloads"]["humaneval-0shot"]["max_new_tokens"] = 200
+    config["workloads"]["humaneval-0shot"]["limit"] = 8
+    log = workdir / "logs/generate/tiny-random/humaneval-0shot/none/rep1.log"
+    records_path = workdir / "results/generations/tiny-random/humaneval-0shot/none/rep1.parquet"
+    process = subprocess.Popen(
+        snakemake_command(workdir, config, "--until", "generate"),
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not (log.exists() and "[2/8]" in log.read_text()):
+            assert time.monotonic() < deadline, "generation did not start"
+            assert process.poll() is None, "the workflow ended before it could be killed"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        subprocess.run(["pkill", "-KILL", "-g", str(process.pid)], check=False)
+        process.wait()
+    assert not records_path.exists()
+    assert not list(records_path.parent.glob(".*")), "a temporary file was left behind"
+    # A killed Snakemake leaves its lock, as after a power loss: unlock, then run again.
+    assert snakemake(workdir, config, "--unlock").returncode == 0
+    rerun = snakemake(workdir, config, "--until", "generate")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert pl.read_parquet(records_path).height == 8
