@@ -1,5 +1,6 @@
 rule fetch_dataset:
-    """Copy a dataset from where the config says, after checking its sha256."""
+    """Copy a dataset from where the config says (or generate the LongBench stand-in),
+    after checking its sha256."""
     output:
         raw="resources/datasets/{dataset}/raw",
         manifest="resources/datasets/{dataset}/manifest.json",
@@ -12,7 +13,7 @@ rule fetch_dataset:
 
 
 rule build_workload:
-    """Select a workload's tasks from its dataset, with their prompts and tests."""
+    """Select a workload's tasks from its dataset, with their prompts, shots and tests."""
     input:
         dataset=workload_dataset,
     output:
@@ -21,6 +22,6 @@ rule build_workload:
         "logs/build_workload/{workload}.log",
     params:
         workload=lookup(dpath="workloads/{workload}", within=config),
-        dataset_format=workload_dataset_format,
+        dataset=workload_dataset_spec,
     script:
         "../workflow/scripts/build_workload.py"

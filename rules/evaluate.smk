@@ -1,5 +1,6 @@
 rule evaluate:
-    """Run each completion against its task's tests in a limited process."""
+    """Score each completion: HumanEval tests run in the sandbox, one check per core;
+    LongBench answers by code similarity."""
     input:
         records=f"results/generations/{RUN}.parquet",
         workload="results/workloads/{workload}.parquet",
@@ -7,8 +8,9 @@ rule evaluate:
         f"results/scores/{RUN}.parquet",
     log:
         f"logs/evaluate/{RUN}.log",
+    threads: workflow.cores
     params:
-        evaluation=config["evaluation"],
+        evaluation=lookup(dpath="evaluation", within=config),
         prompt_style=lookup(dpath="models/{model}/prompt_style", within=config),
     script:
         "../workflow/scripts/evaluate.py"

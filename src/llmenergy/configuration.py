@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+STANDIN = "longbench-standin"
+STANDIN_MARK = "standin"
+
 
 class ConfigError(ValueError):
     """The config is inconsistent; the message names the key."""
 
 
 def check(config: dict[str, Any]) -> None:
-    """Raise ConfigError naming the first key that refers to something undefined."""
+    """Raise ConfigError naming the first key that refers to something undefined, or mixes
+    the LongBench stand-in with real LongBench."""
+    for name, dataset in config["datasets"].items():
+        stdlib = dataset["source"]["kind"] == "stdlib"
+        if stdlib != (dataset["format"] == STANDIN):
+            raise ConfigError(
+                f"datasets.{name}: the {STANDIN} format comes from source kind stdlib, "
+                f"and source kind stdlib makes only the {STANDIN} format"
+            )
     for name, workload in config["workloads"].items():
         if workload["dataset"] not in config["datasets"]:
             raise ConfigError(
@@ -19,3 +30,38 @@ def check(config: dict[str, Any]) -> None:
             )
         if "limit" in workload and "task_ids" in workload:
             raise ConfigError(f"workloads.{name}: give either limit or task_ids, not both")
+        dataset = config["datasets"][workload["dataset"]]
+        fmt = dataset["format"]
+        if workload.get("shots", 0) and fmt != "humaneval":
+            raise ConfigError(f"workloads.{name}.shots: shots exist for HumanEval tasks only")
+        # The stand-in's numbers must never pass for LongBench's: its workloads say so.
+        if fmt == STANDIN and STANDIN_MARK not in name:
+            raise ConfigError(
+                f"workloads.{name}: it runs the LongBench stand-in ({workload['dataset']!r}), "
+                f"so its name must contain {STANDIN_MARK!r} (e.g. {STANDIN}-cu)"
+            )
+        if fmt != STANDIN and STANDIN_MARK in name:
+            raise ConfigError(
+                f"workloads.{name}: only workloads of a {STANDIN} dataset may be named "
+                f"{STANDIN_MARK!r}"
+            )
+
+
+def strategies_of(config: dict[str, Any], workload: str) -> list[str]:
+    """The stopping strategies a workload runs: its own list, else the global one."""
+    return list(config["workloads"][workload].get("strategies") or config["strategies"])
+
+
+def check_strategies(config: dict[str, Any]) -> None:
+    """Every workload runs the `none` baseline, and the oracle only where tests exist."""
+    for name, workload in config["workloads"].items():
+        strategies = strategies_of(config, name)
+        key = f"workloads.{name}.strategies" if "strategies" in workload else "strategies"
+        if "none" not in strategies:
+            raise ConfigError(f"{key}: must contain 'none', the baseline of every strategy")
+        fmt = config["datasets"][workload["dataset"]]["format"]
+        if "oracle" in strategies and fmt != "humaneval":
+            raise ConfigError(
+                f"{key}: 'oracle' runs the task's tests, and {name} ({fmt}) has none; "
+                f"give workloads.{name}.strategies without it"
+            )

@@ -1,4 +1,15 @@
-"""Scoring a run's completions: one score row per generation record."""
+"""Scoring a run's completions: one score row per generation record.
+
+HumanEval tasks (scorer `humaneval`) run each completion with its tests in the sandbox, in
+parallel up to the given number of workers; LongBench tasks (scorer `code_sim`) compare the
+predicted line with the answers and run nothing.
+
+Whether model output may run at all (config `evaluation`):
+- `run_untrusted_code: false`: never; HumanEval scores are null (`error_kind` "not-run").
+- `isolation: bwrap` (the default): only inside bubblewrap. Where it is missing or cannot
+  start, scores are null (`error_kind` "not-run:no-isolation") and the log says why.
+- `isolation: any`: also as a plain limited process, labelled so in the `sandbox` column.
+"""
 
 from __future__ import annotations
 
@@ -8,40 +19,94 @@ from typing import Any
 from llmenergy import sandbox, scoring
 
 NOT_RUN = "not-run"
+NO_ISOLATION = "not-run:no-isolation"
+KEYS = ("model", "workload", "strategy", "rep", "task_id")
 
 
 def limits_from(config: dict[str, Any]) -> sandbox.Limits:
-    return sandbox.Limits(timeout_s=float(config["timeout_s"]), memory_mb=int(config["memory_mb"]))
+    defaults = sandbox.Limits()
+    return sandbox.Limits(
+        timeout_s=float(config.get("timeout_s", defaults.timeout_s)),
+        memory_mb=int(config.get("memory_mb", defaults.memory_mb)),
+        processes=int(config.get("processes", defaults.processes)),
+    )
 
 
-def score_humaneval(
+def isolation_for(
+    config: dict[str, Any], log: Callable[[str], None] = print
+) -> sandbox.Isolation | None:
+    """The isolation checks may run under, or None when the config forbids running them."""
+    if not config["run_untrusted_code"]:
+        log("evaluation.run_untrusted_code is false: completions are not run")
+        return None
+    isolation = sandbox.detect(int(config.get("sandbox_uid", sandbox.NOBODY)))
+    if isolation.note:
+        log(f"sandbox: {isolation.note}")
+    if not isolation.bwrap and config.get("isolation", "bwrap") == "bwrap":
+        log(
+            "sandbox: bubblewrap is not usable here and evaluation.isolation is 'bwrap': "
+            "completions are not run (install bubblewrap, or set evaluation.isolation: any to "
+            "run them as a limited process that can read your files)"
+        )
+        return None
+    log(f"sandbox: checks run under {isolation.label}")
+    return isolation
+
+
+def _row(record: dict[str, Any], **values: Any) -> dict[str, Any]:
+    row = {key: record[key] for key in KEYS}
+    row.update({"passed": None, "code_sim": None, "error_kind": None, "sandbox": "none"})
+    row.update({"check_s": None, **values})
+    return row
+
+
+def score(
     generations: list[dict[str, Any]],
     tasks: dict[str, dict[str, Any]],
     prompt_style: str,
     config: dict[str, Any],
+    workers: int = 1,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Run each completion's tests; with `run_untrusted_code` off, record null scores."""
-    limits = limits_from(config)
-    rows = []
-    for record in generations:
-        keys = {k: record[k] for k in ("model", "workload", "strategy", "rep", "task_id")}
-        task = tasks.get(record["task_id"])
-        if task is None:
-            raise KeyError(f"task {record['task_id']!r} of the records is not in the workload")
-        if not config["run_untrusted_code"]:
-            rows.append({**keys, "passed": None, "error_kind": NOT_RUN, "sandbox": "none"})
-            rows[-1]["check_s"] = None
-            continue
-        outcome = scoring.check_humaneval(task, record["completion"], prompt_style, limits)
-        rows.append(
-            {
-                **keys,
-                "passed": outcome.ok,
-                "error_kind": outcome.error_kind,
-                "sandbox": outcome.sandbox,
-                "check_s": outcome.seconds,
-            }
-        )
-        log(f"{record['task_id']}: {'pass' if outcome.ok else outcome.error_kind}")
-    return rows
+    """One score row per record (in their order); see the module docstring for the rules."""
+    unknown = [r["task_id"] for r in generations if r["task_id"] not in tasks]
+    if unknown:
+        raise KeyError(f"task(s) {unknown[:5]} of the records are not in the workload")
+    rows: list[dict[str, Any] | None] = [None] * len(generations)
+    to_run: list[int] = []
+    for index, record in enumerate(generations):
+        task = tasks[record["task_id"]]
+        if task.get("scorer", "humaneval") == "code_sim":
+            similarity = scoring.code_sim_score(record["completion"], task["answers"])
+            rows[index] = _row(record, code_sim=similarity)
+        else:
+            to_run.append(index)
+    if to_run:
+        isolation = isolation_for(config, log)
+        if isolation is None:
+            kind = NOT_RUN if not config["run_untrusted_code"] else NO_ISOLATION
+            for index in to_run:
+                rows[index] = _row(generations[index], error_kind=kind)
+        else:
+            programs = [
+                scoring.humaneval_program(
+                    tasks[generations[i]["task_id"]], generations[i]["completion"], prompt_style
+                )
+                for i in to_run
+            ]
+            outcomes = sandbox.run_many(programs, limits_from(config), isolation, workers)
+            for index, outcome in zip(to_run, outcomes, strict=True):
+                rows[index] = _row(
+                    generations[index],
+                    passed=outcome.ok,
+                    error_kind=outcome.error_kind,
+                    sandbox=outcome.sandbox,
+                    check_s=outcome.seconds,
+                )
+    for row in rows:
+        assert row is not None
+        if row["code_sim"] is not None:
+            log(f"{row['task_id']}: code_sim {row['code_sim']:.2f}")
+        else:
+            log(f"{row['task_id']}: {'pass' if row['passed'] else row['error_kind']}")
+    return [row for row in rows if row is not None]

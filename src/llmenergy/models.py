@@ -7,6 +7,8 @@ Source kinds (config `models.<name>.source.kind`):
 - `random`: an architecture (transformers config fields) with seeded random weights and the
   tokenizer of another source. Energy per phase is faithful to the shape; text is noise.
 - `hub`: a Hugging Face repo id at a pinned revision, downloaded once into the folder.
+- `replay`: no model: completions read from a JSON-lines file (`llmenergy.replay`). The
+  folder holds only the tokenizer (of another source) that counts their tokens.
 
 Each prepared folder holds `llmenergy-model.json`: what it was made from, which the report shows.
 """
@@ -86,18 +88,28 @@ def load_tokenizer_source(source: dict[str, Any]) -> Any:
     raise ModelError(f"a tokenizer cannot come from source kind {source['kind']!r}")
 
 
-def build_random(source: dict[str, Any], tokenizer: Any) -> torch.nn.Module:
-    """A model of the given architecture with seeded random weights."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def random_config(source: dict[str, Any], tokenizer: Any) -> Any:
+    """The transformers config of a `random` source's architecture."""
+    from transformers import AutoConfig
 
     fields = dict(source["architecture"])
     model_type = fields.pop("model_type")
     fields.setdefault("vocab_size", len(tokenizer))
     fields.setdefault("eos_token_id", tokenizer.eos_token_id)
     fields.setdefault("bos_token_id", tokenizer.bos_token_id)
-    config = AutoConfig.for_model(model_type, **fields)
-    torch.manual_seed(int(source.get("seed", 0)))
-    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return AutoConfig.for_model(model_type, **fields)
+
+
+def build_random(
+    config: Any, seed: int, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.nn.Module:
+    """A model of `config`'s architecture with seeded random weights, built directly on
+    `device` in `dtype`: a 7B model on a GPU takes seconds and no CPU copy."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype)
 
 
 def _provenance(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +122,12 @@ def _provenance(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         info["file_sha256"] = datasets.sha256_file(path)
     elif source["kind"] == "random":
         info["revision"] = f"random(seed={source.get('seed', 0)})"
+    elif source["kind"] == "replay":
+        path = Path(source["completions"])
+        if not path.is_file():
+            raise ModelError(f"models.{name}.source.completions: {path} does not exist")
+        info["completions_sha256"] = datasets.sha256_file(path)
+        info["revision"] = f"replay(sha256={info['completions_sha256'][:12]})"
     return info
 
 
@@ -128,12 +146,21 @@ def prepare(name: str, spec: dict[str, Any], out_dir: str | Path, log: Any = pri
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     elif kind == "random":
-        log(f"building a random {source['architecture']['model_type']} model")
+        # Only the architecture and the tokenizer are kept: the weights are drawn from the
+        # seed when the model is loaded, on its device (no multi-GB checkpoint on disk).
+        log(f"describing a random {source['architecture']['model_type']} model")
         tokenizer = load_tokenizer_source(source["tokenizer"])
-        model = build_random(source, tokenizer)
-        model.save_pretrained(tmp)
+        random_config(source, tokenizer).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        info["parameters"] = sum(p.numel() for p in model.parameters())
+        with torch.device("meta"):
+            from transformers import AutoModelForCausalLM
+
+            shape = AutoModelForCausalLM.from_config(random_config(source, tokenizer))
+        info["parameters"] = sum(p.numel() for p in shape.parameters())
+        info["seed"] = int(source.get("seed", 0))
+    elif kind == "replay":
+        log(f"replaying {source['completions']}: saving the tokenizer only")
+        load_tokenizer_source(source["tokenizer"]).save_pretrained(tmp)
     elif kind == "hub":
         from huggingface_hub import HfApi, snapshot_download
 
@@ -151,6 +178,11 @@ def prepare(name: str, spec: dict[str, Any], out_dir: str | Path, log: Any = pri
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     log(f"model {name} ready in {out_dir}")
+
+
+def recorded_revision(folder: str | Path) -> str | None:
+    """The revision prepare_model recorded for a prepared model folder."""
+    return json.loads((Path(folder) / PROVENANCE_FILE).read_text()).get("revision")
 
 
 @dataclass
@@ -178,13 +210,17 @@ def eos_ids(model: torch.nn.Module, tokenizer: Any) -> frozenset[int]:
 
 def load(folder: str | Path, name: str, spec: dict[str, Any], device: str = "cpu") -> LoadedModel:
     """Load a prepared model folder for inference."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(folder)
     dtype = DTYPES[spec.get("dtype", "float32")]
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
     provenance = json.loads((folder / PROVENANCE_FILE).read_text())
+    if provenance["kind"] == "random":
+        config = AutoConfig.from_pretrained(folder)
+        model = build_random(config, provenance.get("seed", 0), device, dtype).eval()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
     return LoadedModel(
         name=name,
         model=model,

@@ -1,24 +1,52 @@
-"""Running untrusted code (model output) in a separate, limited process.
+"""Running untrusted code (model output) in an isolated, limited process.
 
-Isolation here: a fresh interpreter in isolated mode (-I), its own session and process group
-(killed whole on timeout), a private empty working folder, and rlimits on CPU time, address
-space, file size and open files. It has no network or filesystem isolation, so results carry
-`sandbox = "process-rlimits"` and the code runs only when the config allows it.
+Each check runs in a fresh interpreter, started by a small trusted runner
+(`sandbox_runner.py`) that sets the resource limits and reports a verdict token only when the
+program ran to its end. Around it, the strongest isolation this machine offers:
+
+- `bwrap` (bubblewrap): new mount, PID, network, IPC and UTS namespaces. The root is an empty
+  tmpfs with read-only binds of the system (/usr and its links, /etc/ld.so.cache and
+  /etc/localtime) and of the Python installation only: no home, no project, no rest of /etc.
+  /tmp, the working folder, is a private, size-limited tmpfs; the network is a private
+  loopback. When the main process ends, its PID namespace ends and every process left dies.
+- `uid`: when the caller is root, `setpriv` drops to an unprivileged uid (65534, "nobody", by
+  default) with no capabilities and no_new_privs. RLIMIT_NPROC binds only then (root is
+  exempt), and counts every process of that uid: checks running side by side share it.
+- `rlimits`: CPU seconds, address space, file size, open files, processes, no core dumps.
+- always: its own session and process group, killed whole (SIGKILL) on the wall timeout, an
+  empty environment, stdin closed after the token, output to size-limited files.
+
+Where bubblewrap is missing or cannot create namespaces, the check runs as a plain process
+with the rest (label "process+..."): it can then read and write whatever its uid can and use
+the network. Every outcome carries the label of the isolation actually used; the evaluation
+decides (by config) whether code may run at all without bubblewrap.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import json
 import os
-import resource
+import re
+import secrets
+import select
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 
-ISOLATION = "process-rlimits"
+RUNNER = Path(__file__).with_name("sandbox_runner.py")
+NOBODY = 65534
+# Where the program and the runner appear inside bubblewrap.
+INSIDE = "/run/llmenergy"
+OUTPUT_TAIL = 4000
 
 
 @dataclass(frozen=True)
@@ -27,34 +55,246 @@ class Limits:
     memory_mb: int = 1024
     file_size_mb: int = 16
     open_files: int = 64
+    processes: int = 32
+    tmp_mb: int = 64  # size of the private /tmp under bubblewrap
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How checks are isolated on this machine.
+
+    `bwrap`: run inside bubblewrap namespaces; `uid`: the unprivileged uid checks run as
+    (None: the caller's own); `tmp_size`: whether bubblewrap can cap /tmp's size; `note`: why
+    isolation is weaker than the full one, if it is.
+    """
+
+    bwrap: bool
+    uid: int | None
+    tmp_size: bool = True
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        parts = ["bwrap" if self.bwrap else "process"]
+        if self.uid is not None:
+            parts.append("uid")
+        parts.append("rlimits")
+        return "+".join(parts)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a program ended: `error_kind` is None when it exited with status 0."""
+    """How a program ended: `error_kind` is None when it ran to its end and passed; `detail`
+    is the end of what it wrote to stderr."""
 
     ok: bool
     error_kind: str | None
     seconds: float
     sandbox: str
-    detail: str
+    detail: str = field(default="")
 
 
-def _limit_child(limits: Limits) -> None:  # runs in the child between fork and exec
+def base_python() -> Path:
+    """The interpreter checks run with: the base installation, not the project's venv."""
+    executable = getattr(sys, "_base_executable", None) or sys.executable
+    return Path(os.path.realpath(executable))
+
+
+def _bwrap_version(bwrap: str) -> tuple[int, ...]:
+    try:
+        text = subprocess.run(
+            [bwrap, "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(part) for part in match.groups(default="0")) if match else ()
+
+
+def _system_binds() -> list[str]:
+    """Read-only binds of the system: /usr, the top-level links into it, the Python install."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    for name in ("/etc/ld.so.cache", "/etc/localtime"):
+        args += ["--ro-bind-try", name, name]
+    python = base_python()
+    made: set[Path] = set()
+    for folder in sorted({Path(sys.base_prefix).resolve(), python.parent.parent}):
+        if not folder.is_relative_to("/usr") and folder != Path("/"):
+            args += [*_parents(folder, made), "--ro-bind", str(folder), str(folder)]
+    return args
+
+
+def _parents(path: Path, made: set[Path]) -> list[str]:
+    """Create `path`'s missing parents as 0755 folders (bubblewrap would make them 0700,
+    which the unprivileged uid cannot enter)."""
+    args = []
+    for parent in reversed(path.parents[:-1]):  # from the top, without "/"
+        if parent not in made:
+            made.add(parent)
+            args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+def _bwrap_command(isolation: Isolation, limits: Limits, folder: Path) -> list[str]:
+    command = [
+        shutil.which("bwrap") or "bwrap",
+        "--die-with-parent",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "sandbox",
+    ]
+    if os.geteuid() != 0:
+        command.append("--unshare-user")  # unprivileged bubblewrap needs a user namespace
+    command += _system_binds()
+    command += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777"]
+    if isolation.tmp_size:
+        command += ["--size", str(limits.tmp_mb * 1024 * 1024)]
+    command += [
+        "--tmpfs",
+        "/tmp",
+        *_parents(Path(INSIDE) / "program.py", set()),
+        "--ro-bind",
+        str(folder / "program.py"),
+        f"{INSIDE}/program.py",
+        "--ro-bind",
+        str(folder / "runner.py"),
+        f"{INSIDE}/runner.py",
+        "--chdir",
+        "/tmp",
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+        "--setenv",
+        "HOME",
+        "/tmp",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+    ]
+    if isolation.uid is not None:
+        # setpriv needs these to change uid; it drops every capability right after.
+        command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        command += ["--cap-add", "CAP_SETPCAP"]
+    command.append("--")
+    return command
+
+
+def _setpriv(uid: int) -> list[str]:
+    return [
+        shutil.which("setpriv") or "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
+    ]
+
+
+def _rlimits(limits: Limits) -> dict[str, int]:
     cpu = max(1, int(limits.timeout_s) + 1)
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    memory = limits.memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    size = limits.file_size_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return {
+        "RLIMIT_CPU": cpu,
+        "RLIMIT_AS": limits.memory_mb * 1024 * 1024,
+        "RLIMIT_FSIZE": limits.file_size_mb * 1024 * 1024,
+        "RLIMIT_NOFILE": limits.open_files,
+        "RLIMIT_NPROC": limits.processes,
+        "RLIMIT_CORE": 0,
+    }
 
 
-def classify(returncode: int, stderr: str) -> str:
-    """A short error kind from how the program ended."""
+def command_for(isolation: Isolation, limits: Limits, folder: Path) -> list[str]:
+    """The command that runs `folder/program.py` under `isolation` (from `folder/work`)."""
+    if isolation.bwrap:
+        prefix = _bwrap_command(isolation, limits, folder)
+        inside = Path(INSIDE)
+    else:
+        prefix, inside = [], folder
+    if isolation.uid is not None:
+        prefix += _setpriv(isolation.uid)
+    limits_json = json.dumps(_rlimits(limits), separators=(",", ":"))
+    runner, program = str(inside / "runner.py"), str(inside / "program.py")
+    return [*prefix, str(base_python()), "-I", "-B", runner, program, limits_json]
+
+
+def _probe(isolation: Isolation) -> str | None:
+    """Run a trivial check under `isolation`; None when it works, else why not. It must find
+    its own standard library (an unprivileged uid may be unable to reach it)."""
+    program = (
+        "import json, os, sys\n"
+        f"assert sys.base_prefix == {sys.base_prefix!r}, sys.base_prefix\n"
+        f"assert json.__file__.startswith({sys.base_prefix!r}), json.__file__\n"
+        "assert os.getcwd()\n"
+    )
+    outcome = _run(isolation, program, Limits(timeout_s=20))
+    if outcome.ok:
+        return None
+    last = outcome.detail.strip().splitlines()[-1:] or [""]
+    return f"{outcome.error_kind}: {last[0][:200]}"
+
+
+def _unprivileged_uid(uid: int) -> tuple[int | None, str]:
+    """The uid checks can drop to (None: the caller's own), and why not `uid` if not."""
+    if os.geteuid() != 0:
+        return None, ""
+    if shutil.which("setpriv") is None:
+        return None, "running as root without setpriv (util-linux): checks run as root"
+    return uid, ""
+
+
+@functools.lru_cache(maxsize=8)
+def process_isolation(uid: int = NOBODY) -> Isolation:
+    """The fallback without bubblewrap: a plain process with rlimits, as an unprivileged uid
+    when running as root and that uid can run this Python (probed once)."""
+    drop_to, note = _unprivileged_uid(uid)
+    if drop_to is not None and (failure := _probe(Isolation(False, drop_to))) is not None:
+        drop_to, note = (
+            None,
+            f"uid {uid} cannot run {base_python()} ({failure}): checks run as root",
+        )
+    return Isolation(False, drop_to, note=note)
+
+
+@functools.lru_cache(maxsize=8)
+def detect(uid: int = NOBODY) -> Isolation:
+    """The strongest isolation that works here (probed once per process and uid)."""
+    drop_to, note = _unprivileged_uid(uid)
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        reason = "bubblewrap (bwrap) is not installed"
+    else:
+        candidate = Isolation(True, drop_to, _bwrap_version(bwrap) >= (0, 7), note)
+        failure = _probe(candidate)
+        if failure is None:
+            return candidate
+        reason = f"bubblewrap cannot start a sandbox here ({failure})"
+    fallback = process_isolation(uid)
+    notes = [reason, fallback.note]
+    return dataclasses.replace(fallback, note="; ".join(n for n in notes if n))
+
+
+def classify(returncode: int, stderr: str, *, wrapped: bool = False) -> str:
+    """A short error kind from how the program ended.
+
+    `wrapped`: the program ran under bubblewrap, which reports death by signal N as 128 + N.
+    """
     if returncode < 0:
         return f"signal:{signal.Signals(-returncode).name}"
+    if wrapped and 128 < returncode < 128 + signal.NSIG:
+        with contextlib.suppress(ValueError):
+            return f"signal:{signal.Signals(returncode - 128).name}"
     last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
     # "json.decoder.JSONDecodeError: ..." names the class with its module.
     exception = last.split(":", 1)[0].strip().rsplit(".", 1)[-1]
@@ -69,35 +309,118 @@ def classify(returncode: int, stderr: str) -> str:
     return f"exit:{returncode}"
 
 
-def run_python(program: str, limits: Limits) -> Outcome:
-    """Run `program` with a fresh interpreter under `limits`; never raises for its failures."""
-    with tempfile.TemporaryDirectory(prefix="llmenergy-check-") as workdir:
-        path = os.path.join(workdir, "program.py")
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(program)
-        start = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-B", path],
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=lambda: _limit_child(limits),
-            env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
-        )
+def _tail(path: Path, size: int = OUTPUT_TAIL) -> str:
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - size))
+        return handle.read().decode("utf-8", "replace")
+
+
+def _wait_unreaped(process: subprocess.Popen, timeout_s: float) -> bool:
+    """Wait until the process ends, without reaping it; False on timeout."""
+    try:
+        handle = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # no pidfd (old kernel): wait and reap
         try:
-            _, stderr_bytes = process.communicate(timeout=limits.timeout_s)
+            process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            return Outcome(False, "timeout", time.perf_counter() - start, ISOLATION, "")
-        finally:
-            # Children that outlived the program die with its process group.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-        seconds = time.perf_counter() - start
-        stderr = stderr_bytes.decode("utf-8", "replace")[-4000:]
-        if process.returncode == 0:
-            return Outcome(True, None, seconds, ISOLATION, "")
-        return Outcome(False, classify(process.returncode, stderr), seconds, ISOLATION, stderr)
+            return False
+        return True
+    try:
+        poller = select.poll()
+        poller.register(handle, select.POLLIN)
+        return bool(poller.poll(timeout_s * 1000))
+    finally:
+        os.close(handle)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+@functools.cache
+def _runner_source() -> str:
+    return RUNNER.read_text(encoding="utf-8")
+
+
+def _prepare_folder(folder: Path, program: str, isolation: Isolation) -> None:
+    """The check's folder: the program, the runner (copied, so that the unprivileged uid can
+    read it wherever the project lies) and an empty working folder."""
+    (folder / "program.py").write_text(program, encoding="utf-8")
+    (folder / "runner.py").write_text(_runner_source(), encoding="utf-8")
+    work = folder / "work"
+    work.mkdir()
+    if isolation.uid is not None:
+        # The unprivileged uid reads the program and writes only its working folder.
+        folder.chmod(0o755)
+        (folder / "program.py").chmod(0o644)
+        (folder / "runner.py").chmod(0o644)
+        os.chown(work, isolation.uid, isolation.uid)
+
+
+def _run(isolation: Isolation, program: str, limits: Limits) -> Outcome:
+    token = secrets.token_hex(16)
+    with tempfile.TemporaryDirectory(prefix="llmenergy-check-") as name:
+        folder = Path(name)
+        _prepare_folder(folder, program, isolation)
+        command = command_for(isolation, limits, folder)
+        work = folder / "work"
+        start = time.perf_counter()
+        with open(folder / "stdout", "wb") as stdout, open(folder / "stderr", "wb") as stderr:
+            try:
+                process = subprocess.Popen(
+                    command,
+                    cwd=work,
+                    stdin=subprocess.PIPE,
+                    stdout=stdout,
+                    stderr=stderr,
+                    start_new_session=True,
+                    env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(work)},
+                    close_fds=True,
+                )
+            except OSError as error:
+                return Outcome(False, "sandbox-error", 0.0, isolation.label, str(error))
+            ended = False
+            try:
+                with contextlib.suppress(BrokenPipeError):
+                    assert process.stdin is not None
+                    process.stdin.write(f"{token}\n".encode())
+                    process.stdin.close()
+                ended = _wait_unreaped(process, limits.timeout_s)
+            finally:
+                # Whatever is left in its process group dies with it (under bubblewrap, the end
+                # of its PID namespace has killed them already). Not reaped yet, its pid (the
+                # group's id) cannot have been reused.
+                _kill_group(process.pid)
+                process.wait()
+            seconds = time.perf_counter() - start
+            if not ended:
+                return Outcome(False, "timeout", seconds, isolation.label, _tail(folder / "stderr"))
+        stderr_text = _tail(folder / "stderr")
+        verdict = _tail(folder / "stdout", 200).rstrip("\n").rsplit("\n", 1)[-1]
+        code = process.returncode
+        if code == 0 and verdict == token:
+            return Outcome(True, None, seconds, isolation.label, stderr_text)
+        # A zero status without the token: it stopped before its tests finished.
+        kind = "early-exit" if code == 0 else classify(code, stderr_text, wrapped=isolation.bwrap)
+        return Outcome(False, kind, seconds, isolation.label, stderr_text)
+
+
+def run_python(program: str, limits: Limits, isolation: Isolation | None = None) -> Outcome:
+    """Run `program` under `limits` and `isolation` (the strongest available by default);
+    never raises for the program's failures."""
+    return _run(isolation or detect(), program, limits)
+
+
+def run_many(
+    programs: list[str],
+    limits: Limits,
+    isolation: Isolation | None = None,
+    workers: int | None = None,
+) -> list[Outcome]:
+    """Run programs in parallel, up to `workers` at once (default: the CPU count), in order."""
+    isolation = isolation or detect()
+    workers = max(1, min(workers or os.cpu_count() or 1, len(programs) or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check") as pool:
+        return list(pool.map(lambda program: _run(isolation, program, limits), programs))

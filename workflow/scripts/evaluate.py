@@ -1,7 +1,7 @@
-"""Score each completion by running the task's tests.
+"""Score each completion: run HumanEval tests in the sandbox, or LongBench's code similarity.
 
-Inputs:  generation records, the workload's tasks (prompts and tests).
-Outputs: one score row per task: passed, error_kind, sandbox, check_s.
+Inputs:  generation records, the workload's tasks (tests or answers).
+Outputs: one score row per task: passed or code_sim, error_kind, sandbox, check_s.
 """
 
 import polars as pl
@@ -13,10 +13,17 @@ def main(smk) -> None:
     with logs.to_file(smk.log[0]) as log:
         generations = pl.read_parquet(smk.input.records).to_dicts()
         tasks = {t["task_id"]: t for t in pl.read_parquet(smk.input.workload).to_dicts()}
-        rows = evaluation.score_humaneval(
-            generations, tasks, smk.params.prompt_style, smk.params.evaluation, log
+        rows = evaluation.score(
+            generations,
+            tasks,
+            smk.params.prompt_style,
+            smk.params.evaluation,
+            workers=smk.threads,
+            log=log,
         )
-        records.write_parquet_atomic(records.frame(rows, records.SCORE_SCHEMA), smk.output[0])
+        records.write_parquet_atomic(
+            records.frame(rows, records.SCORE_SCHEMA_WITH_CODE_SIM), smk.output[0]
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Fetch one dataset and verify its sha256.
+"""Fetch one dataset (or generate the LongBench stand-in) and verify its sha256.
 
 Inputs:  none (the source is named by config `datasets.<name>.source`).
 Outputs: the dataset's bytes (`raw`) and a manifest with its sha256 and origin.

@@ -1,0 +1,125 @@
+"""Replay: given completions (JSON lines of `task_id`, `completion`) instead of a model.
+
+A `replay` model source names a completions file and a tokenizer. Its records go through the
+same pipeline as generated ones (scoring, aggregation, report), so a reviewer can re-score
+shipped raw outputs without a model, and tests can drive the workflow with known answers.
+
+Nothing is measured: times and energy are null and `energy_source` is "replay". Token counts
+come from the tokenizer: the prompt as the model's prompt style renders it, and the completion
+plus the EOS token that would have ended it; a completion longer than the workload's cap is
+cut to the cap and ends with `max_tokens`, as generation would have.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmenergy import babble, records, workloads
+
+ENERGY_SOURCE = "replay"
+
+
+class ReplayError(ValueError):
+    """The completions file does not fit the workload."""
+
+
+@dataclass
+class ReplayResult:
+    """Records in `records.GENERATION_SCHEMA`, token rows in `records.TOKEN_SCHEMA`."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    tokens: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_completions(path: str | Path) -> dict[str, str]:
+    """`task_id` -> completion from a JSON-lines file; a task given twice is an error."""
+    completions: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                task_id, completion = row["task_id"], row["completion"]
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise ReplayError(
+                    f"{path}:{number}: expected a JSON object with task_id and completion"
+                ) from error
+            if not isinstance(completion, str):
+                raise ReplayError(f"{path}:{number}: completion of {task_id!r} is not text")
+            if task_id in completions:
+                raise ReplayError(f"{path}:{number}: task {task_id!r} appears twice")
+            completions[task_id] = completion
+    return completions
+
+
+def load_tokenizer(folder: str | Path) -> Any:
+    """The tokenizer a `replay` model folder holds (prepare_model saved only that)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def run(
+    tokenizer: Any,
+    tasks: Iterable[dict[str, Any]],
+    completions_path: str | Path,
+    *,
+    keys: dict[str, Any],
+    prompt_style: str,
+    max_new_tokens: int,
+    prompt_budget: int | None = None,
+    strategy: str = "none",
+    stopper_for: Callable[[dict[str, Any], str], Any] | None = None,
+) -> ReplayResult:
+    """One record per task, from the given completion of each task of the workload. With a
+    stopping strategy, each completion is fed to its stopper token by token, as generation
+    would, and cut where the stopper finds the answer complete."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    tasks = list(tasks)
+    completions = read_completions(completions_path)
+    missing = [task["task_id"] for task in tasks if task["task_id"] not in completions]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ReplayError(
+            f"{completions_path} has no completion for {len(missing)} task(s): {shown}"
+        )
+    result = ReplayResult()
+    blank = dict.fromkeys(records.GENERATION_SCHEMA)  # every column, null unless set below
+    for task in tasks:
+        completion = completions[task["task_id"]]
+        ids = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
+        if len(ids) + 1 <= max_new_tokens:  # the text, then the EOS token that ended it
+            output_tokens, stop_reason = len(ids) + 1, "eos"
+        else:
+            output_tokens, stop_reason = max_new_tokens, "max_tokens"
+            completion = tokenizer.decode(ids[:max_new_tokens], skip_special_tokens=True)
+        prompt, prompt_ids = workloads.prompt_and_ids(tokenizer, task, prompt_style, prompt_budget)
+        stopper = stopper_for(task, prompt) if stopper_for is not None else None
+        if stopper is not None:
+            kept, used, checks = babble.replay_through(tokenizer, ids[:output_tokens], stopper)
+            if kept is not None:
+                completion, output_tokens, stop_reason = kept, used, strategy
+        result.records.append(
+            {
+                **blank,
+                **keys,
+                "task_id": task["task_id"],
+                "prompt_tokens": len(prompt_ids),
+                "output_tokens": output_tokens,
+                "stop_reason": stop_reason,
+                "completion": completion,
+                "energy_source": ENERGY_SOURCE,
+                **(checks if stopper is not None else {}),
+            }
+        )
+        result.tokens.extend(
+            {"task_id": task["task_id"], "position": position, "t_s": None, "energy_j": None}
+            for position in range(output_tokens)
+        )
+    return result
