@@ -4,8 +4,9 @@
 configfile: "config/config.yaml"
 
 
-# The image every job runs in under --use-apptainer; containers/build.sh makes it.
-container: "containers/llmenergy.sif"
+# The image every job runs in under --use-apptainer (profiles/apptainer); containers/build.sh
+# makes it from containers/Dockerfile. Found beside this Snakefile whatever the working directory.
+container: f"{workflow.basedir}/containers/llmenergy.sif"
 
 
 include: "rules/common.smk"
@@ -13,6 +14,7 @@ include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/generate.smk"
 include: "rules/evaluate.smk"
+include: "rules/babble.smk"
 include: "rules/aggregate.smk"
 include: "rules/figures.smk"
 include: "rules/report.smk"
