@@ -1,13 +1,29 @@
 rule aggregate:
-    """Summarize every run per model, workload and strategy."""
+    """Summarize every run per model, workload and strategy; pair each strategy with the
+    baseline; summarize babbling."""
     input:
         generations=run_files(f"results/generations/{RUN}.parquet"),
         scores=run_files(f"results/scores/{RUN}.parquet"),
+        babble=expand(
+            "results/babble/{model}/{workload}/rep{rep}.parquet",
+            model=MODELS,
+            workload=WORKLOADS,
+            rep=REPS,
+        ),
         idle="results/idle/power.parquet",
+        claims=REPO / "config" / "claims.yaml",
     output:
         summary="results/aggregate/summary.parquet",
+        savings="results/aggregate/savings.parquet",
+        babble="results/aggregate/babble.parquet",
+        amplification="results/aggregate/amplification.parquet",
+        claims="results/aggregate/claims.parquet",
         csv=report("results/aggregate/summary.csv", category="Tables"),
     log:
         "logs/aggregate.log",
+    params:
+        babble_threshold=config["babble"]["threshold"],
+        workload_kinds=workload_kinds(),
+        model_kinds={name: m["source"]["kind"] for name, m in config["models"].items()},
     script:
         "../workflow/scripts/aggregate.py"

@@ -5,18 +5,21 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from llmenergy import configuration
+from llmenergy import claims, configuration, workloads
 
 min_version("9.0")
 
 
 validate(config, schema="../config/schema.yaml")
 configuration.check(config)
+configuration.check_strategies(config)
 
 REPO = Path(workflow.basedir)
 MODELS = list(config["models"])
 WORKLOADS = list(config["workloads"])
-STRATEGIES = list(config["strategies"])
+STRATEGIES = sorted(
+    {s for w in config["workloads"] for s in configuration.strategies_of(config, w)}
+)
 REPS = list(range(1, config["repetitions"] + 1))
 
 
@@ -36,14 +39,15 @@ RUN = "{model}/{workload}/{strategy}/rep{rep}"
 
 
 def run_files(pattern):
-    """`pattern` (with the run wildcards) for every configured run."""
-    return expand(
-        pattern,
-        model=MODELS,
-        workload=WORKLOADS,
-        strategy=STRATEGIES,
-        rep=REPS,
-    )
+    """`pattern` (with the run wildcards) for every configured run: each workload with its
+    own strategies."""
+    return [
+        pattern.format(model=model, workload=workload, strategy=strategy, rep=rep)
+        for model in MODELS
+        for workload in WORKLOADS
+        for strategy in configuration.strategies_of(config, workload)
+        for rep in REPS
+    ]
 
 
 def workload_dataset(wildcards):
@@ -52,6 +56,27 @@ def workload_dataset(wildcards):
     return f"resources/datasets/{dataset}/raw"
 
 
-def workload_dataset_format(wildcards):
-    dataset = config["workloads"][wildcards.workload]["dataset"]
-    return config["datasets"][dataset]["format"]
+def workload_dataset_spec(wildcards):
+    """The config entry of the dataset a workload draws from."""
+    return config["datasets"][config["workloads"][wildcards.workload]["dataset"]]
+
+
+def prompt_budget(wildcards):
+    """The most prompt tokens of one model on one workload (None: no cut)."""
+    return workloads.prompt_budget(
+        config["workloads"][wildcards.workload], config["models"][wildcards.model]
+    )
+
+
+def replay_completions(wildcards):
+    """The completions file of a `replay` model (an input of its generate jobs), else none."""
+    source = config["models"][wildcards.model]["source"]
+    return [source["completions"]] if source["kind"] == "replay" else []
+
+
+def workload_kinds():
+    """Each workload's kind for the claims: humaneval, cu, cu-long or other."""
+    return {
+        name: claims.workload_kind(spec, config["datasets"][spec["dataset"]]["format"])
+        for name, spec in config["workloads"].items()
+    }

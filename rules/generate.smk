@@ -19,6 +19,7 @@ rule generate:
         workload="results/workloads/{workload}.parquet",
         model="resources/models/{model}",
         idle="results/idle/power.parquet",
+        completions=replay_completions,  # a replay model's file: editing it re-runs its jobs
     output:
         records=f"results/generations/{RUN}.parquet",
         tokens=f"results/generations/{RUN}.tokens.parquet",
@@ -34,7 +35,12 @@ rule generate:
         max_new_tokens=lookup(
             dpath="workloads/{workload}/max_new_tokens", within=config
         ),
+        prompt_budget=prompt_budget,
         energy=config["energy"],
         device=config["generation"]["device"],
+        # Only the oracle runs code while generating: only it re-runs when this changes.
+        oracle=lambda wildcards: (
+            config["evaluation"] if wildcards.strategy == "oracle" else None
+        ),
     script:
         "../workflow/scripts/generate.py"

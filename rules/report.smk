@@ -2,7 +2,11 @@ rule report_html:
     """Render the single self-contained HTML report."""
     input:
         summary="results/aggregate/summary.parquet",
-        energy_per_phase="results/figures/energy_per_phase.png",
+        savings="results/aggregate/savings.parquet",
+        babble="results/aggregate/babble.parquet",
+        claims="results/aggregate/claims.parquet",
+        amplification="results/aggregate/amplification.parquet",
+        figures=expand("results/figures/{name}.png", name=FIGURES),
         idle="results/idle/power.parquet",
         models=expand("resources/models/{model}", model=MODELS),
         datasets=expand(

@@ -142,6 +142,11 @@ def test_stopwords_chat_style():
 def test_first_line_for_longbench():
     assert_cut(babble.FirstLineStopper, "\n\n  x = foo(1)\nbar\n", "\n\n  x = foo(1)")
     assert_cut(babble.FirstLineStopper, "x = 1", None)
+    # The line code_sim_score reads: fences and comment lines are passed over.
+    fenced = "```python\n# the next line\n// also skipped\n  y = bar(2)\nmore\n```"
+    assert_cut(
+        babble.FirstLineStopper, fenced, "```python\n# the next line\n// also skipped\n  y = bar(2)"
+    )
 
 
 def test_incremental_detokenizer_matches_full_decode(tiny_model):
@@ -175,7 +180,7 @@ def test_oracle_cuts_at_first_passing_line():
     cut = None
     for piece in pieces(text, 3):
         cut = oracle.feed(piece)
-        assert babble.wait_for(lambda: not oracle._pending, 5)
+        assert babble.wait_for(oracle.idle, 5)  # as if each check were instant
         if cut is not None:
             break
     stats = oracle.finish()

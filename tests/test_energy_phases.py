@@ -102,6 +102,7 @@ def test_energy_above_idle():
     rows = [
         {
             "model": "m",
+            "model_revision": "r1",
             "workload": "w",
             "strategy": "none",
             "rep": 1,

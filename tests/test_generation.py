@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from llmenergy import energy, generation
+from llmenergy import energy, generation, workloads
 
 PROMPT = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
 
@@ -80,13 +80,13 @@ def test_bad_cap_and_style_rejected(tiny_model):
     with pytest.raises(ValueError, match="max_new_tokens"):
         generation.decode_greedy(tiny_model, input_ids, 0, energy.EstimateMeter(1.0))
     with pytest.raises(ValueError, match="prompt_style"):
-        generation.prompt_text(PROMPT, "poem", tiny_model.tokenizer)
+        generation.encode(tiny_model, PROMPT, "poem")
 
 
 def test_chat_prompt_uses_template(tiny_model):
-    text, special = generation.prompt_text(PROMPT, "chat", tiny_model.tokenizer)
-    assert PROMPT in text and not special
-    assert text != PROMPT
+    text, ids = workloads.prompt_and_ids(tiny_model.tokenizer, {"prompt": PROMPT}, "chat")
+    assert PROMPT in text and text != PROMPT
+    assert generation.encode(tiny_model, PROMPT, "chat")[0].tolist() == ids
 
 
 def test_run_writes_one_record_per_task(tiny_model):

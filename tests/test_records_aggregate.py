@@ -105,6 +105,7 @@ def _generation(
 ) -> dict[str, Any]:
     return {
         "model": model,
+        "model_revision": "r1",
         "workload": workload,
         "strategy": strategy,
         "rep": rep,

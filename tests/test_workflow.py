@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from llmenergy import report
+from llmenergy import report, sandbox
 
 from conftest import REPO, load_tiny_config, snakemake
 
@@ -24,39 +24,64 @@ DAG_RULES = {
     "aggregate",
     "figures",
     "report_html",
+    "babble_metrics",
 }
 
 
-class SummaryCells(HTMLParser):
-    """Collect the cells of the report's summary table as (column, data-value, text) rows."""
+class TableCells(HTMLParser):
+    """Collect the cells of one table of the report as dicts of their attributes and text."""
 
-    def __init__(self) -> None:
+    def __init__(self, table_id: str) -> None:
         super().__init__()
-        self.rows: list[list[tuple[str, str, str]]] = []
+        self.table_id = table_id
+        self.rows: list[list[dict[str, str]]] = []
         self._in_table = False
         self._cell: dict[str, str] | None = None
-        self._text = ""
 
     def handle_starttag(self, tag, attrs):
-        attributes = dict(attrs)
-        if tag == "table" and attributes.get("id") == "summary-table":
+        attributes = {k: v or "" for k, v in attrs}
+        if tag == "table" and attributes.get("id") == self.table_id:
             self._in_table = True
         elif self._in_table and tag == "tr":
             self.rows.append([])
         elif self._in_table and tag == "td":
-            self._cell, self._text = attributes, ""
+            self._cell = {**attributes, "text": ""}
 
     def handle_data(self, data):
         if self._cell is not None:
-            self._text += data
+            self._cell["text"] += data
 
     def handle_endtag(self, tag):
         if tag == "table":
             self._in_table = False
         elif tag == "td" and self._cell is not None:
-            cell = (self._cell["data-column"], self._cell["data-value"], self._text.strip())
-            self.rows[-1].append(cell)
+            self._cell["text"] = self._cell["text"].strip()
+            self.rows[-1].append(self._cell)
             self._cell = None
+
+
+def exact(value) -> str:
+    """How the report writes an exact value in a data-* attribute."""
+    return "" if value is None else str(value)
+
+
+def assert_table_matches(html: str, table_id: str, frame: pl.DataFrame, columns) -> None:
+    """Every cell of the report's table shows, and holds, the Parquet value it comes from."""
+    parser = TableCells(table_id)
+    parser.feed(html)
+    rows = [row for row in parser.rows if row]
+    assert len(rows) == frame.height, table_id
+    names = [name for name, _, _ in columns if name in frame.columns]
+    for cells, expected in zip(rows, frame.iter_rows(named=True), strict=True):
+        assert [cell["data-column"] for cell in cells] == names, table_id
+        for cell in cells:
+            column = cell["data-column"]
+            truth = expected[column]
+            low, high = expected.get(f"{column}_lo"), expected.get(f"{column}_hi")
+            assert cell["text"] == report.format_cell(column, truth, low, high), column
+            assert cell["data-value"] == exact(truth), column
+            if low is not None and truth is not None:
+                assert (cell["data-low"], cell["data-high"]) == (exact(low), exact(high))
 
 
 def jobs_in(output: str) -> set[str]:
@@ -65,28 +90,30 @@ def jobs_in(output: str) -> set[str]:
 
 @pytest.mark.slow
 def test_tiny_dag_end_to_end(workdir: Path):
-    run = snakemake(workdir, load_tiny_config())
+    config = load_tiny_config()
+    config["strategies"] = ["none", "syntax"]
+    run = snakemake(workdir, config)
     assert run.returncode == 0, run.stderr[-3000:]
     assert jobs_in(run.stderr + run.stdout) >= DAG_RULES
 
     html = (workdir / "results/report/report.html").read_text()
-    summary = pl.read_parquet(workdir / "results/aggregate/summary.parquet")
-    assert summary.height == 1
-    assert summary["tasks"][0] == 3
-    parser = SummaryCells()
-    parser.feed(html)
-    table_rows = [row for row in parser.rows if row]
-    assert len(table_rows) == summary.height
-    for cells, expected in zip(table_rows, summary.iter_rows(named=True), strict=True):
-        columns = [column for column, _, _ in cells]
-        assert {name for name, _, _ in report.SUMMARY_COLUMNS} == set(columns)
-        for column, value, text in cells:
-            truth = expected[column]
-            assert text == report.format_value(column, truth), column
-            if isinstance(truth, float):
-                assert float(value) == truth, column  # exact: the attribute holds repr()
-            else:
-                assert value == ("" if truth is None else str(truth)), column
+    aggregated = workdir / "results/aggregate"
+    summary = pl.read_parquet(aggregated / "summary.parquet")
+    assert summary.height == 2 and set(summary["strategy"]) == {"none", "syntax"}
+    assert summary["tasks"].to_list() == [3, 3]
+    for table_id, name, columns in [
+        ("summary-table", "summary", report.SUMMARY_COLUMNS),
+        ("claims-table", "claims", report.CLAIM_COLUMNS),
+        ("savings-table", "savings", report.SAVINGS_COLUMNS),
+        ("babble-table", "babble", report.BABBLE_COLUMNS),
+        ("amplification-table", "amplification", report.AMPLIFICATION_COLUMNS),
+    ]:
+        assert_table_matches(
+            html, table_id, pl.read_parquet(aggregated / f"{name}.parquet"), columns
+        )
+    claims = pl.read_parquet(aggregated / "claims.parquet")
+    assert claims.height >= 7 and claims["verdict"].is_not_null().all()
+    assert set(claims["verdict"]) <= {"holds", "does not hold", "not measurable here"}
     assert "estimate-banner" in html  # no counters here: energy is estimated, and says so
     assert "data:image/png;base64," in html
     assert "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef" in html
@@ -99,9 +126,9 @@ def test_tiny_dag_end_to_end(workdir: Path):
     scores = pl.read_parquet(
         workdir / "results/scores/tiny-random/humaneval-0shot/none/rep1.parquet"
     )
-    assert scores["sandbox"].to_list() == ["process-rlimits"] * 3
+    assert scores["sandbox"].to_list() == [sandbox.detect().label] * 3
 
-    again = snakemake(workdir, load_tiny_config())
+    again = snakemake(workdir, config)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Nothing to be done" in again.stderr + again.stdout
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import re
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -53,8 +54,10 @@ class IncrementalDetokenizer:
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
-        before = self.tokenizer.decode(self.ids[self.prefix : self.emitted])
-        after = self.tokenizer.decode(self.ids[self.prefix :])
+        before = self.tokenizer.decode(
+            self.ids[self.prefix : self.emitted], skip_special_tokens=True
+        )
+        after = self.tokenizer.decode(self.ids[self.prefix :], skip_special_tokens=True)
         if after.endswith("\ufffd") or len(after) <= len(before):
             return ""
         self.emitted = len(self.ids)
@@ -103,17 +106,25 @@ class ClosingFenceStopper:
 
 
 class FirstLineStopper:
-    """LongBench: the answer is the first non-empty line."""
+    """LongBench: the answer is the first line that LongBench's scorer reads: not empty, and
+    without "`", "#" or "//" (a code fence or a comment line is skipped, as code_sim does)."""
+
+    SKIPPED = ("`", "#", "//")
 
     def __init__(self) -> None:
         self.text = ""
+        self.line_start = 0
 
     def feed(self, delta: str) -> int | None:
         start = len(self.text)
         self.text += delta
         for i in range(start, len(self.text)):
-            if self.text[i] == "\n" and self.text[:i].strip():
+            if self.text[i] != "\n":
+                continue
+            line = self.text[self.line_start : i]
+            if line.strip() and not any(mark in line for mark in self.SKIPPED):
                 return i
+            self.line_start = i + 1
         return None
 
 
@@ -301,6 +312,7 @@ class OracleStopper:
         self.passed_at: int | None = None
         self._pending: int | None = None
         self._last_candidate: int | None = None
+        self._busy = False
         self._lock = threading.Condition()
         self._closed = False
         self._worker = threading.Thread(target=self._work, daemon=True)
@@ -337,13 +349,21 @@ class OracleStopper:
                 if self._pending is None:
                     return
                 cut, self._pending = self._pending, None
+                self._busy = True
             passed, wall_s, cpu_s = self.check(self.text[:cut])
+            with self._lock:
+                self._busy = False
             self.stats.checks += 1
             self.stats.seconds += wall_s
             self.stats.cpu_seconds += cpu_s
             if passed:
                 self.passed_at = cut
                 return
+
+    def idle(self) -> bool:
+        """No candidate waits and no check runs."""
+        with self._lock:
+            return self._pending is None and not self._busy
 
     def finish(self, wait: bool = True) -> CheckStats:
         """Stop the worker (after the check in flight when `wait`) and return the costs."""
@@ -354,6 +374,112 @@ class OracleStopper:
         if wait:
             self._worker.join()
         return self.stats
+
+
+def replay_through(
+    tokenizer: Any, token_ids: list[int], stopper: Stopper
+) -> tuple[str | None, int, dict[str, Any]]:
+    """Feed given output tokens to a stopper as decoding would: (the kept text, or None if it
+    never stopped; the tokens consumed; the oracle's check time as a record column). The
+    oracle's checks are waited for after each token, so the cut is the earliest passing line."""
+    detokenizer = IncrementalDetokenizer(tokenizer)
+    pieces: list[str] = []
+    kept, used = None, len(token_ids)
+    for position, token in enumerate(token_ids, start=1):
+        pieces.append(detokenizer.push(token))
+        cut = stopper.feed(pieces[-1])
+        if isinstance(stopper, OracleStopper):
+            wait_for(stopper.idle, 60)
+            cut = stopper.passed_at
+        if cut is not None:
+            kept, used = "".join(pieces)[:cut], position
+            break
+    costs: dict[str, Any] = {}
+    if isinstance(stopper, OracleStopper):
+        costs = {"check_s": stopper.finish().seconds}
+    return kept, used, costs
+
+
+def completion_header(task_prompt: str, prompt: str | None) -> str:
+    """The code a completion continues: the task's prompt and whatever follows it in the text
+    the model reads (shots and other text before it are not part of the program)."""
+    if prompt is None or task_prompt not in prompt:
+        return task_prompt
+    return prompt[prompt.rfind(task_prompt) :]
+
+
+def make_stopper(
+    strategy: str,
+    task: dict[str, Any],
+    prompt_style: str,
+    check: Callable[[str], tuple[bool, float, float]] | None = None,
+    prompt: str | None = None,
+) -> Stopper | None:
+    """The stopper of `strategy` for one task; `prompt` is the text the model continues (for
+    completion prompts, the code the output must parse after; the task's own prompt if not
+    given). Tasks without an entry point (LongBench) are complete at the end of their first
+    non-empty line, by either rule."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; known: {STRATEGIES}")
+    if strategy == "none":
+        return None
+    chat = prompt_style == "chat"
+    entry_point = task.get("entry_point") or ""
+    if not entry_point:
+        if strategy == "oracle":
+            raise ValueError(f"task {task['task_id']}: the oracle needs tests (HumanEval tasks)")
+        return FirstLineStopper()
+    header = "" if chat else completion_header(task["prompt"], prompt)
+    if strategy == "stopwords":
+        return ClosingFenceStopper() if chat else StopwordStopper(BIGCODE_STOPWORDS)
+    if strategy == "syntax":
+        return SyntaxStopper(entry_point=entry_point, header=header, chat=chat)
+    if check is None:
+        raise ValueError("the oracle strategy needs a check function")
+    return OracleStopper(check, header=header, chat=chat)
+
+
+def sandboxed_check(
+    task: dict[str, Any], prompt_style: str, limits: Any, isolation: Any
+) -> Callable[[str], tuple[bool, float, float]]:
+    """The oracle's check of one task: run its tests on an output prefix in the sandbox;
+    return (passed, wall seconds, CPU seconds of the check's processes)."""
+    from llmenergy import scoring
+
+    def check(output: str) -> tuple[bool, float, float]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        outcome = scoring.check_humaneval(task, output, prompt_style, limits, isolation)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        return outcome.ok, outcome.seconds, cpu
+
+    return check
+
+
+def candidate_cuts(output: str, task: dict[str, Any], prompt_style: str) -> list[int]:
+    """Line ends of `output` where the code so far parses, in order (the oracle's points)."""
+    chat = prompt_style == "chat"
+    header = "" if chat else task["prompt"]
+    cuts, seen = [], set()
+    for index, char in enumerate(output):
+        if char != "\n":
+            continue
+        cut = len(output[:index].rstrip())
+        if cut in seen:
+            continue
+        seen.add(cut)
+        if chat:
+            fence = output.find(FENCE)
+            if fence == -1 or fence >= cut:
+                continue
+            code = output[output.find("\n", fence) + 1 : cut]
+            if code.strip() and parses(code):
+                cuts.append(cut)
+        elif parses(header + output[:cut]):
+            cuts.append(cut)
+    if output.rstrip() and len(output.rstrip()) not in seen:
+        cuts.append(len(output.rstrip()))  # the whole output is a candidate too
+    return cuts
 
 
 def answer_end_by_syntax(output: str, entry_point: str, header: str, chat: bool) -> int | None:
@@ -376,3 +502,70 @@ def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
             return False
         time.sleep(0.001)
     return True
+
+
+def token_count(tokenizer: Any, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def answer_end(output: str, task: dict[str, Any], prompt_style: str) -> int | None:
+    """Where the answer is complete by the syntax rule (the first line, for LongBench)."""
+    entry_point = task.get("entry_point") or ""
+    if not entry_point:
+        return FirstLineStopper().feed(output)
+    chat = prompt_style == "chat"
+    return answer_end_by_syntax(output, entry_point, "" if chat else task["prompt"], chat)
+
+
+def first_passing_cut(
+    output: str,
+    task: dict[str, Any],
+    prompt_style: str,
+    check: Callable[[str], tuple[bool, float, float]],
+) -> int | None:
+    """The earliest line end at which the output passes the task's tests (None: never)."""
+    for cut in candidate_cuts(output, task, prompt_style):
+        if check(output[:cut])[0]:
+            return cut
+    return None
+
+
+def metrics(
+    records: list[dict[str, Any]],
+    tasks: dict[str, dict[str, Any]],
+    prompt_style: str,
+    tokenizer: Any,
+    check_for: Callable[[dict[str, Any]], Callable[[str], tuple[bool, float, float]]] | None,
+    workers: int = 2,
+) -> list[dict[str, Any]]:
+    """Babble metrics of each output: where its answer is complete, by the syntax rule and by
+    the tests, in tokens; the tokens written after that; and their share of the output."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(record: dict[str, Any]) -> dict[str, Any]:
+        task = tasks[record["task_id"]]
+        output = record["completion"]
+        # The EOS token is the model saying it is done, not babble.
+        written = record["output_tokens"] - (1 if record["stop_reason"] == "eos" else 0)
+        row: dict[str, Any] = {
+            k: record[k] for k in ("model", "workload", "strategy", "rep", "task_id")
+        }
+        for rule, cut in (
+            ("syntax", answer_end(output, task, prompt_style)),
+            (
+                "tests",
+                first_passing_cut(output, task, prompt_style, check_for(task))
+                if check_for is not None and task.get("test")
+                else None,
+            ),
+        ):
+            answer = None if cut is None else min(written, token_count(tokenizer, output[:cut]))
+            row[f"answer_tokens_{rule}"] = answer
+            row[f"babble_tokens_{rule}"] = None if answer is None else written - answer
+            row[f"babble_ratio_{rule}"] = (
+                None if answer is None or written == 0 else (written - answer) / written
+            )
+        return row
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(one, records))

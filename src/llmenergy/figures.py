@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -30,6 +31,19 @@ def energy_label(summary: pl.DataFrame) -> str:
     return "Energy per task (J, estimated)" if estimated else "Energy per task (J)"
 
 
+def save(fig: Any, out_png: str | Path) -> None:
+    """Write the figure as PNG and, beside it, SVG; atomically; then close it."""
+    fig.tight_layout()
+    for path, fmt in ((Path(out_png), "png"), (Path(out_png).with_suffix(".svg"), "svg")):
+        with records.atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt)
+    plt.close(fig)
+
+
+def _empty(ax: Any, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#666")
+
+
 def energy_per_phase(summary: pl.DataFrame, out_png: str | Path) -> None:
     """Stacked bars: mean prefill and decode energy per task, per model x workload x strategy."""
     rows = summary.filter(pl.col("total_energy_j_mean").is_not_null())
@@ -49,7 +63,112 @@ def energy_per_phase(summary: pl.DataFrame, out_png: str | Path) -> None:
         ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         if not labels:
             ax.text(0.5, 0.5, "no measured energy", ha="center", transform=ax.transAxes)
-        fig.tight_layout()
-        with records.atomic_path(out_png) as tmp:
-            fig.savefig(tmp, format="png")
-        plt.close(fig)
+        save(fig, out_png)
+
+
+def decode_cost_vs_prompt(tasks: pl.DataFrame, fits: pl.DataFrame, out_png: str | Path) -> None:
+    """Decode energy per token of each unsuppressed task against its prompt length, with each
+    model's fitted line."""
+    rows = tasks.filter(
+        (pl.col("strategy") == "none")
+        & (pl.col("output_tokens") > 1)
+        & pl.col("decode_energy_j").is_not_null()
+    ).with_columns(jpt=pl.col("decode_energy_j") / (pl.col("output_tokens") - 1))
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.5, 4.0))
+        for model, group in rows.group_by("model", maintain_order=True):
+            name = model[0]
+            points = ax.scatter(group["prompt_tokens"], group["jpt"], s=14, alpha=0.7, label=name)
+            fit = fits.filter(pl.col("model") == name)
+            if fit.height and fit["slope_j_per_prompt_token"][0] is not None:
+                xs = [group["prompt_tokens"].min(), group["prompt_tokens"].max()]
+                slope, intercept = fit["slope_j_per_prompt_token"][0], fit["intercept_j"][0]
+                ax.plot(xs, [intercept + slope * x for x in xs], color=points.get_facecolor()[0])
+        ax.set_xlabel("Prompt length (tokens)")
+        ax.set_ylabel(energy_label(tasks).replace("per task", "per decoded token"))
+        ax.set_title("Decode energy per token against prompt length")
+        if rows.is_empty():
+            _empty(ax, "no measured decode energy")
+        else:
+            ax.legend(frameon=False, fontsize=8)
+        save(fig, out_png)
+
+
+def token_cost_by_position(tokens: pl.DataFrame, out_png: str | Path) -> None:
+    """Cost of the i-th output token against i, per model: energy where a power timeline gave
+    it, otherwise time (the figure says which)."""
+    decode = (
+        tokens.sort(["model", "workload", "rep", "task_id", "position"])
+        .with_columns(step_s=pl.col("t_s").diff().over(["model", "workload", "task_id", "rep"]))
+        .filter(pl.col("position") > 0)
+    )
+    by_energy = decode["energy_j"].is_not_null().any()
+    column, label = ("energy_j", "Energy (J)") if by_energy else ("step_s", "Time (s)")
+    means = (
+        decode.drop_nulls(column)
+        .group_by(["model", "position"])
+        .agg(pl.col(column).mean())
+        .sort(["model", "position"])
+    )
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.5, 4.0))
+        for model, group in means.group_by("model", maintain_order=True):
+            ax.plot(group["position"], group[column], linewidth=1, label=model[0])
+        ax.set_xlabel("Output token position i")
+        ax.set_ylabel(f"{label} of the i-th token, mean over tasks")
+        title = "Cost of each decoded token"
+        ax.set_title(title if by_energy else title + " (time: no power timeline here)")
+        if means.is_empty():
+            _empty(ax, "no decoded tokens")
+        else:
+            ax.legend(frameon=False, fontsize=8)
+        save(fig, out_png)
+
+
+def savings_by_strategy(savings: pl.DataFrame, out_png: str | Path) -> None:
+    """Share of tokens and of energy each strategy saved against the unsuppressed run."""
+    labels = [
+        f"{r['model']}\n{r['workload']}\n{r['strategy']}" for r in savings.iter_rows(named=True)
+    ]
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(labels) + 3), 4.0))
+        xs = list(range(len(labels)))
+        tokens = [100 * (v or 0) for v in savings["tokens_saved"].to_list()] if labels else []
+        energy = [100 * (v or 0) for v in savings["energy_saved"].to_list()] if labels else []
+        ax.bar([x - 0.2 for x in xs], tokens, 0.4, label="tokens saved", color="#55A868")
+        ax.bar([x + 0.2 for x in xs], energy, 0.4, label="energy saved", color="#C44E52")
+        ax.axhline(0, color="#333", linewidth=0.8)
+        ax.set_xticks(xs, labels, fontsize=8)
+        ax.set_ylabel("Saved against no suppression (%)")
+        ax.set_title("Savings of each babbling-suppression strategy")
+        if labels:
+            ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        else:
+            _empty(ax, "no suppression strategy was run")
+        save(fig, out_png)
+
+
+def energy_vs_accuracy(summary: pl.DataFrame, out_png: str | Path) -> None:
+    """Mean energy per task against pass@1, one point per model x workload x strategy."""
+    rows = summary.filter(
+        pl.col("total_energy_j_mean").is_not_null() & pl.col("pass_at_1").is_not_null()
+    )
+    markers = {"none": "o", "stopwords": "s", "syntax": "^", "oracle": "D"}
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.5, 4.0))
+        for row in rows.iter_rows(named=True):
+            ax.scatter(
+                row["total_energy_j_mean"],
+                100 * row["pass_at_1"],
+                marker=markers.get(row["strategy"], "o"),
+                s=40,
+                label=f"{row['model']} / {row['workload']} / {row['strategy']}",
+            )
+        ax.set_xlabel(energy_label(summary))
+        ax.set_ylabel("pass@1 (%)")
+        ax.set_title("Energy against accuracy, per strategy")
+        if rows.is_empty():
+            _empty(ax, "no task with both energy and a pass/fail score")
+        else:
+            ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        save(fig, out_png)

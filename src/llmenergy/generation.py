@@ -16,13 +16,10 @@ from typing import Any
 
 import torch
 
+from llmenergy import babble, workloads
 from llmenergy.energy import Meter, Reading
 from llmenergy.models import LoadedModel
 
-CHAT_INSTRUCTION = (
-    "Complete the following Python function. Answer with the complete function in one "
-    "```python code block.\n\n```python\n{prompt}```"
-)
 PROMPT_STYLES = ("completion", "chat")
 
 
@@ -46,6 +43,7 @@ class Decoded:
     energy_source: str
     prefill_repeats: int
     flags: list[str] = field(default_factory=list)
+    kept_text: str | None = None  # the output a stopping strategy kept, when it cut
 
 
 @dataclass
@@ -54,21 +52,14 @@ class RunResult:
     tokens: list[dict[str, Any]] = field(default_factory=list)
 
 
-def prompt_text(task_prompt: str, style: str, tokenizer: Any) -> tuple[str, bool]:
-    """The text fed to the model, and whether the tokenizer should add special tokens."""
-    if style == "completion":
-        return task_prompt, True
-    if style == "chat":
-        messages = [{"role": "user", "content": CHAT_INSTRUCTION.format(prompt=task_prompt)}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return text, False  # the template already holds the special tokens
-    raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {style!r}")
-
-
-def encode(loaded: LoadedModel, task_prompt: str, style: str) -> torch.Tensor:
-    text, special = prompt_text(task_prompt, style, loaded.tokenizer)
-    ids = loaded.tokenizer(text, add_special_tokens=special, return_tensors="pt").input_ids
-    return ids.to(loaded.device)
+def encode(
+    loaded: LoadedModel, task: dict[str, Any] | str, style: str, budget: int | None = None
+) -> torch.Tensor:
+    """The prompt's token ids on the model's device: the task (a task-table row, or just its
+    prompt text) rendered in `style` and cut to `budget` tokens, as workloads.prompt_and_ids."""
+    row = {"prompt": task} if isinstance(task, str) else task
+    ids = workloads.encode_prompt(loaded.tokenizer, row, style, budget)
+    return torch.tensor([ids], device=loaded.device)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -134,8 +125,11 @@ def decode_greedy(
     max_new_tokens: int,
     meter: Meter,
     max_prefill_repeats: int = 64,
+    stopper: babble.Stopper | None = None,
+    strategy: str = "none",
 ) -> Decoded:
-    """Greedy decoding of one prompt until EOS or `max_new_tokens` output tokens."""
+    """Greedy decoding of one prompt until EOS, `max_new_tokens` output tokens, or the
+    `stopper` of a babbling-suppression `strategy` finds the answer complete."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     model, device, eos = loaded.model, loaded.device, loaded.eos_token_ids
@@ -149,9 +143,23 @@ def decode_greedy(
     times = [prefill.seconds]
     walls = [time.time()]  # wall-clock end of each token, for power timelines
     stop_reason = "eos" if token in eos else "max_tokens"
+    detokenizer = babble.IncrementalDetokenizer(loaded.tokenizer) if stopper else None
+    text: list[str] = []
+    kept: int | None = None
+
+    def answer_complete(token: int) -> bool:
+        nonlocal kept
+        if stopper is None or detokenizer is None:
+            return False
+        text.append(detokenizer.push(token))
+        kept = stopper.feed(text[-1])
+        return kept is not None
+
     decode_energy: float | None = 0.0  # no decode phase at all costs nothing
     decode_s = 0.0
-    if token not in eos and max_new_tokens > 1:
+    if token not in eos and answer_complete(token):
+        stop_reason = strategy
+    elif token not in eos and max_new_tokens > 1:
         _synchronize(device)
         meter.begin("decode")
         decode_start = time.perf_counter()
@@ -167,6 +175,9 @@ def decode_greedy(
             if token in eos:
                 stop_reason = "eos"
                 break
+            if answer_complete(token):
+                stop_reason = strategy
+                break
             if len(token_ids) >= max_new_tokens:
                 stop_reason = "max_tokens"
                 break
@@ -176,7 +187,7 @@ def decode_greedy(
         if decode_s < meter.min_window_s:
             flags.append("decode-window-short")
             decode_energy = None
-    else:
+    if decode_s == 0.0:
         flags.append("no-decode")
 
     reading = prefill.reading
@@ -197,6 +208,7 @@ def decode_greedy(
         energy_source=reading.source,
         prefill_repeats=prefill.repeats,
         flags=flags,
+        kept_text=None if kept is None else "".join(text)[:kept],
     )
 
 
@@ -206,9 +218,11 @@ def completion_text(loaded: LoadedModel, token_ids: list[int]) -> str:
     return loaded.tokenizer.decode(kept, skip_special_tokens=True)
 
 
-def warm_up(loaded: LoadedModel, meter: Meter, prompt: str, style: str) -> None:
+def warm_up(
+    loaded: LoadedModel, meter: Meter, task: dict[str, Any], style: str, budget: int | None
+) -> None:
     """One short unrecorded generation, so lazy initialisation is not billed to a task."""
-    decode_greedy(loaded, encode(loaded, prompt, style), max_new_tokens=4, meter=meter)
+    decode_greedy(loaded, encode(loaded, task, style, budget), max_new_tokens=4, meter=meter)
 
 
 def run(
@@ -220,24 +234,48 @@ def run(
     prompt_style: str,
     max_new_tokens: int,
     strategy: str = "none",
+    stopper_for: Callable[[dict[str, Any], str], babble.Stopper | None] | None = None,
+    check_watts_per_core: float | None = None,
     max_prefill_repeats: int = 64,
+    prompt_budget: int | None = None,
     log: Callable[[str], None] = print,
 ) -> RunResult:
-    """Decode every task; return one record per task and one row per output token."""
-    if strategy != "none":
-        raise ValueError(f"strategy {strategy!r} is not available; configure 'none'")
+    """Decode every task; return one record per task and one row per output token.
+
+    Prompts are rendered by workloads.prompt_and_ids (shots, chat template, middle cut to
+    `prompt_budget`). `stopper_for(task, prompt)` gives the stopper of `strategy` for a task
+    and the text the model reads (none for `none`). The
+    oracle's checks run in other processes: their time is `check_s`, and their CPU time x
+    `check_watts_per_core` is `check_energy_j` (an estimate; null without a power figure).
+    """
+    if strategy != "none" and stopper_for is None:
+        raise ValueError(f"strategy {strategy!r} needs a stopper")
     tasks = list(tasks)
     result = RunResult()
     if tasks:
-        warm_up(loaded, meter, tasks[0]["prompt"], prompt_style)
+        warm_up(loaded, meter, tasks[0], prompt_style, prompt_budget)
     for index, task in enumerate(tasks, start=1):
+        prompt, ids = workloads.prompt_and_ids(loaded.tokenizer, task, prompt_style, prompt_budget)
+        stopper = stopper_for(task, prompt) if stopper_for is not None else None
         decoded = decode_greedy(
             loaded,
-            encode(loaded, task["prompt"], prompt_style),
+            torch.tensor([ids], device=loaded.device),
             max_new_tokens,
             meter,
             max_prefill_repeats,
+            stopper,
+            strategy,
         )
+        check_s, check_energy_j = 0.0, 0.0
+        if isinstance(stopper, babble.OracleStopper):
+            stats = stopper.finish(wait=False)  # a check still running is not waited for
+            check_s = stats.seconds
+            check_energy_j = (
+                stats.cpu_seconds * check_watts_per_core if check_watts_per_core else None
+            )
+        completion = decoded.kept_text
+        if completion is None:
+            completion = completion_text(loaded, decoded.token_ids)
         result.records.append(
             {
                 **keys,
@@ -245,7 +283,7 @@ def run(
                 "prompt_tokens": decoded.prompt_tokens,
                 "output_tokens": len(decoded.token_ids),
                 "stop_reason": decoded.stop_reason,
-                "completion": completion_text(loaded, decoded.token_ids),
+                "completion": completion,
                 "prefill_s": decoded.prefill_s,
                 "decode_s": decoded.decode_s,
                 "prefill_energy_j": decoded.prefill_energy_j,
@@ -253,8 +291,8 @@ def run(
                 "energy_source": decoded.energy_source,
                 "prefill_repeats": decoded.prefill_repeats,
                 "energy_flags": ",".join(decoded.flags),
-                "check_s": 0.0,
-                "check_energy_j": 0.0,
+                "check_s": check_s,
+                "check_energy_j": check_energy_j,
             }
         )
         result.tokens.extend(

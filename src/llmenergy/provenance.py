@@ -37,7 +37,8 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def git_commit(folder: str | Path) -> str:
-    """The commit of the workflow's checkout, '+dirty' when it has uncommitted changes."""
+    """The commit of the workflow's checkout, '+dirty' when it has uncommitted changes; in a
+    container image without the checkout, the commit the image was built from."""
     try:
         commit = subprocess.run(
             ["git", "-C", str(folder), "rev-parse", "HEAD"],
@@ -52,6 +53,9 @@ def git_commit(folder: str | Path) -> str:
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
+        baked = os.environ.get("LLMENERGY_SOURCE_COMMIT")
+        if baked:
+            return f"{baked} (the container image's)"
         return "unknown (not a git checkout)"
     return commit + ("+dirty" if dirty else "")
 

@@ -19,6 +19,7 @@ import polars as pl
 # Column order and types of one generation record (DESIGN.md, "Generation records").
 GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String(),
+    "model_revision": pl.String(),  # what prepare_model resolved: commit, wheel or seed
     "workload": pl.String(),
     "strategy": pl.String(),
     "rep": pl.Int64(),
@@ -55,6 +56,30 @@ SCORE_SCHEMA: dict[str, pl.DataType] = {
     "error_kind": pl.String(),
     "sandbox": pl.String(),
     "check_s": pl.Float64(),
+}
+
+
+# Score rows as evaluate writes them: SCORE_SCHEMA and LongBench's code similarity (null for
+# HumanEval tasks; `passed` is null for LongBench tasks).
+SCORE_SCHEMA_WITH_CODE_SIM: dict[str, pl.DataType] = {**SCORE_SCHEMA, "code_sim": pl.Float64()}
+
+
+# Babble metrics of one unsuppressed output (babble.metrics).
+BABBLE_SCHEMA: dict[str, pl.DataType] = {
+    "model": pl.String(),
+    "workload": pl.String(),
+    "strategy": pl.String(),
+    "rep": pl.Int64(),
+    "task_id": pl.String(),
+    **{
+        f"{measure}_{rule}": dtype
+        for rule in ("syntax", "tests")
+        for measure, dtype in (
+            ("answer_tokens", pl.Int64()),
+            ("babble_tokens", pl.Int64()),
+            ("babble_ratio", pl.Float64()),
+        )
+    },
 }
 
 

@@ -18,6 +18,7 @@ import polars as pl
 # (column, heading, unit) of the summary table, in order.
 SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("model", "Model", ""),
+    ("model_revision", "Revision", ""),
     ("workload", "Workload", ""),
     ("strategy", "Strategy", ""),
     ("tasks", "Tasks", ""),
@@ -29,16 +30,82 @@ SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("total_energy_j_mean", "Total energy", "J/task"),
     ("total_above_idle_j_mean", "Total above idle", "J/task"),
     ("prefill_share", "Prefill share", "%"),
+    ("j_per_output_token", "Energy", "J/output token"),
     ("decode_j_per_token", "Decode energy", "J/token"),
+    ("seconds_mean", "Time", "s/task"),
     ("prefill_s_mean", "Prefill time", "s/task"),
     ("prefill_repeats_mean", "Prefill repeats", "mean"),
     ("decode_s_mean", "Decode time", "s/task"),
     ("short_window_tasks", "Too short to meter", "tasks"),
     ("pass_at_1", "pass@1", "%"),
+    ("code_sim_mean", "Code similarity", "%"),
     ("energy_source", "Energy source", ""),
     ("sandbox", "Sandbox", ""),
 ]
-PERCENT_COLUMNS = {"prefill_share", "pass_at_1"}
+SAVINGS_COLUMNS: list[tuple[str, str, str]] = [
+    ("model", "Model", ""),
+    ("workload", "Workload", ""),
+    ("strategy", "Strategy", ""),
+    ("tasks", "Paired tasks", ""),
+    ("energy_saved", "Energy saved", "%"),
+    ("tokens_saved", "Tokens saved", "%"),
+    ("time_saved", "Time saved", "%"),
+    ("base_energy_j_mean", "Baseline energy", "J/task"),
+    ("energy_j_mean", "Energy incl. checks", "J/task"),
+    ("check_share_of_decode", "Check overhead", "% of decode"),
+    ("base_pass_at_1", "Baseline pass@1", "%"),
+    ("pass_at_1", "pass@1", "%"),
+    ("base_code_sim", "Baseline code similarity", "%"),
+    ("code_sim", "Code similarity", "%"),
+    ("flips", "Flips", "tasks"),
+    ("flipped_tasks", "Flipped tasks", ""),
+]
+CLAIM_COLUMNS: list[tuple[str, str, str]] = [
+    ("claim", "Claim", ""),
+    ("study", "Study", ""),
+    ("value", "Ours", "95% CI"),
+    ("unit", "Measured as", ""),
+    ("detail", "Where", ""),
+    ("verdict", "Verdict", ""),
+    ("why", "Basis", ""),
+]
+AMPLIFICATION_COLUMNS: list[tuple[str, str, str]] = [
+    ("model", "Model", ""),
+    ("shortest_workload", "Shortest", "workload"),
+    ("prompt_tokens_short", "Prompt", "tokens"),
+    ("decode_j_per_token_short", "Decode", "J/token"),
+    ("longest_workload", "Longest", "workload"),
+    ("prompt_tokens_long", "Prompt", "tokens"),
+    ("decode_j_per_token_long", "Decode", "J/token"),
+    ("amplification_pct", "Amplification", "%"),
+    ("slope_j_per_prompt_token", "Slope", "J/token per prompt token"),
+    ("points", "Tasks", ""),
+]
+BABBLE_COLUMNS: list[tuple[str, str, str]] = [
+    ("model", "Model", ""),
+    ("workload", "Workload", ""),
+    ("outputs", "Outputs", ""),
+    ("complete_syntax", "Complete by syntax", "outputs"),
+    ("complete_tests", "Complete by tests", "outputs"),
+    ("babble_tokens_syntax_mean", "Babble tokens", "mean"),
+    ("babble_ratio_syntax", "Babble ratio (syntax)", "%"),
+    ("babble_ratio_tests", "Babble ratio (tests)", "%"),
+    ("babbles", "Babbles", ""),
+]
+PERCENT_COLUMNS = {
+    "code_sim_mean",
+    "code_sim",
+    "base_code_sim",
+    "prefill_share",
+    "pass_at_1",
+    "base_pass_at_1",
+    "energy_saved",
+    "tokens_saved",
+    "time_saved",
+    "check_share_of_decode",
+    "babble_ratio_syntax",
+    "babble_ratio_tests",
+}
 
 
 def format_value(column: str, value: Any) -> str:
@@ -47,23 +114,42 @@ def format_value(column: str, value: Any) -> str:
         return "-"
     if column in PERCENT_COLUMNS:
         return f"{100 * value:.1f}"
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if not isinstance(value, int | float):
         return str(value)
     if isinstance(value, int):
         return str(value)
     return f"{value:.4g}"
 
 
+def format_cell(column: str, value: Any, low: Any = None, high: Any = None) -> str:
+    """A value, with its 95% interval as `[low, high]` when it has one."""
+    text = format_value(column, value)
+    if low is None or high is None or text == "-":
+        return text
+    return f"{text} [{format_value(column, low)}, {format_value(column, high)}]"
+
+
 def table(frame: pl.DataFrame, columns: list[tuple[str, str, str]]) -> dict[str, Any]:
-    """Headings and rows of cells (`text`, `value`, `column`) ready for the template."""
+    """Headings and rows of cells ready for the template: `text` as shown; `value`, `low` and
+    `high` exact (an interval's bounds come from the `<column>_lo`/`_hi` columns)."""
     present = [c for c in columns if c[0] in frame.columns]
-    rows = [
-        [
-            {"column": name, "value": row[name], "text": format_value(name, row[name])}
-            for name, _, _ in present
-        ]
-        for row in frame.iter_rows(named=True)
-    ]
+    rows = []
+    for row in frame.iter_rows(named=True):
+        cells = []
+        for name, _, _ in present:
+            low, high = row.get(f"{name}_lo"), row.get(f"{name}_hi")
+            cells.append(
+                {
+                    "column": name,
+                    "value": row[name],
+                    "low": low,
+                    "high": high,
+                    "text": format_cell(name, row[name], low, high),
+                }
+            )
+        rows.append(cells)
     return {"headings": [(heading, unit) for _, heading, unit in present], "rows": rows}
 
 
@@ -81,6 +167,10 @@ def render(
     summary: pl.DataFrame,
     figures: dict[str, str | Path],
     provenance: dict[str, Any],
+    savings: pl.DataFrame | None = None,
+    babbling: pl.DataFrame | None = None,
+    claims: pl.DataFrame | None = None,
+    amplification: pl.DataFrame | None = None,
 ) -> str:
     """The report's HTML."""
     path = Path(template_path)
@@ -91,6 +181,12 @@ def render(
     )
     return environment.get_template(path.name).render(
         summary=table(summary, SUMMARY_COLUMNS),
+        savings=table(savings, SAVINGS_COLUMNS) if savings is not None else None,
+        babbling=table(babbling, BABBLE_COLUMNS) if babbling is not None else None,
+        claims=table(claims, CLAIM_COLUMNS) if claims is not None else None,
+        amplification=(
+            table(amplification, AMPLIFICATION_COLUMNS) if amplification is not None else None
+        ),
         figures={name: data_uri(png) for name, png in figures.items()},
         estimated=estimated_sources(summary),
         provenance=provenance,

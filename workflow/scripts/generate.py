@@ -7,42 +7,96 @@ Outputs: one record per task (see DESIGN.md), per-token timings.
 import polars as pl
 import torch
 
-from llmenergy import energy, generation, logs, models, records
+from llmenergy import babble, energy, evaluation, generation, logs, models, records
+from llmenergy import replay as llm_replay
+
+
+def stopper_factory(strategy: str, prompt_style: str, oracle_config, log):
+    """The function that makes each task's stopper for `strategy`."""
+    check_for = None
+    if strategy == "oracle":
+        isolation = evaluation.isolation_for(oracle_config, log)
+        if isolation is None:
+            raise RuntimeError(
+                "strategy 'oracle' runs the tasks' tests while decoding, but the evaluation "
+                "config does not allow running model output here (evaluation.run_untrusted_code"
+                " / evaluation.isolation)"
+            )
+        limits = evaluation.limits_from(oracle_config)
+
+        def check_for(task):
+            return babble.sandboxed_check(task, prompt_style, limits, isolation)
+
+    def stopper_for(task, prompt):
+        check = check_for(task) if check_for is not None else None
+        return babble.make_stopper(strategy, task, prompt_style, check, prompt)
+
+    return stopper_for
+
+
+def replay(smk, keys: dict, stopper_for, log) -> None:
+    """A `replay` model: the given completions instead of generation (nothing is measured)."""
+    result = llm_replay.run(
+        llm_replay.load_tokenizer(smk.input.model),
+        pl.read_parquet(smk.input.workload).to_dicts(),
+        smk.params.model["source"]["completions"],
+        keys=keys,
+        prompt_style=smk.params.model["prompt_style"],
+        max_new_tokens=smk.params.max_new_tokens,
+        prompt_budget=smk.params.prompt_budget,
+        strategy=smk.wildcards.strategy,
+        stopper_for=stopper_for,
+    )
+    write(result, smk)
+    log(f"replayed {len(result.records)} completions")
+
+
+def write(result, smk) -> None:
+    records.write_parquet_atomic(
+        records.frame(result.tokens, records.TOKEN_SCHEMA), smk.output.tokens
+    )
+    records.write_parquet_atomic(
+        records.frame(result.records, records.GENERATION_SCHEMA), smk.output.records
+    )
 
 
 def main(smk) -> None:
     with logs.to_file(smk.log[0]) as log:
         torch.set_num_threads(smk.threads)
         wildcards = smk.wildcards
+        style = smk.params.model["prompt_style"]
+        stopper_for = stopper_factory(wildcards.strategy, style, smk.params.oracle, log)
+        keys = {
+            "model": wildcards.model,
+            "model_revision": models.recorded_revision(smk.input.model),
+            "workload": wildcards.workload,
+            "strategy": wildcards.strategy,
+            "rep": int(wildcards.rep),
+        }
+        if smk.params.model["source"]["kind"] == "replay":
+            replay(smk, keys, stopper_for, log)
+            return
         # The meter first: a forced backend without counters fails before any generation.
         meter = energy.open_meter(smk.params.energy)
         for gpu in energy.gpu_state():
             log(f"GPU {gpu}")
         loaded = models.load(smk.input.model, wildcards.model, smk.params.model, smk.params.device)
         log(f"model {wildcards.model} on {smk.params.device}, energy source {meter.source}")
-        tasks = pl.read_parquet(smk.input.workload).to_dicts()
         result = generation.run(
             loaded,
-            tasks,
+            pl.read_parquet(smk.input.workload).to_dicts(),
             meter,
-            keys={
-                "model": wildcards.model,
-                "workload": wildcards.workload,
-                "strategy": wildcards.strategy,
-                "rep": int(wildcards.rep),
-            },
-            prompt_style=smk.params.model["prompt_style"],
+            keys=keys,
+            prompt_style=style,
             max_new_tokens=smk.params.max_new_tokens,
             strategy=wildcards.strategy,
+            stopper_for=stopper_for,
+            check_watts_per_core=smk.params.energy["watts_per_core"],
             max_prefill_repeats=smk.params.energy["max_prefill_repeats"],
+            prompt_budget=smk.params.prompt_budget,
             log=log,
         )
-        records.write_parquet_atomic(
-            records.frame(result.tokens, records.TOKEN_SCHEMA), smk.output.tokens
-        )
-        records.write_parquet_atomic(
-            records.frame(result.records, records.GENERATION_SCHEMA), smk.output.records
-        )
+        write(result, smk)
 
 
 if __name__ == "__main__":

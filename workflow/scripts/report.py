@@ -1,6 +1,7 @@
 """Render the HTML report.
 
-Inputs:  summary.parquet, figures, idle power, prepared models, dataset manifests, template.
+Inputs:  summary, savings and babble tables, figures, idle power, prepared models,
+         dataset manifests, template.
 Outputs: report.html, one self-contained file.
 """
 
@@ -30,8 +31,16 @@ def main(smk) -> None:
             ],
             "datasets": [json.loads(Path(m).read_text()) for m in smk.input.datasets],
         }
+        facts["babble_threshold"] = smk.params.config["babble"]["threshold"]
         html = report.render(
-            smk.input.template, summary, {"energy_per_phase": smk.input.energy_per_phase}, facts
+            smk.input.template,
+            summary,
+            {Path(png).stem: png for png in smk.input.figures},
+            facts,
+            savings=pl.read_parquet(smk.input.savings),
+            babbling=pl.read_parquet(smk.input.babble),
+            claims=pl.read_parquet(smk.input.claims),
+            amplification=pl.read_parquet(smk.input.amplification),
         )
         records.write_text_atomic(html, smk.output[0])
         log(f"report written to {smk.output[0]}")

@@ -1,0 +1,175 @@
+"""Statistics of the report: bootstrap confidence intervals and the prefill amplification fit.
+
+Intervals are percentile bootstraps over tasks; with several repetitions, a two-stage
+bootstrap resamples tasks and then repetitions within each task. One set of resampling
+indices serves every statistic of a group, so its intervals are consistent with each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_RESAMPLES = 1000
+DEFAULT_LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float | None
+    low: float | None
+    high: float | None
+
+
+def _quantiles(draws: np.ndarray, level: float) -> tuple[float, float]:
+    tail = (1 - level) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """Bootstrap draws: tasks (resamples x tasks) and, with reps > 1, repetitions within each
+    drawn task (resamples x tasks x reps). With one repetition, `weights` counts how often
+    each task was drawn (resamples x tasks), so a statistic of every draw is one product."""
+
+    task_idx: np.ndarray
+    rep_idx: np.ndarray | None
+    weights: np.ndarray | None
+
+
+def resample_indices(tasks: int, reps: int, resamples: int, seed: int) -> Resampling:
+    rng = np.random.default_rng(seed)
+    task_idx = rng.integers(0, tasks, size=(resamples, tasks))
+    if reps > 1:
+        rep_idx = rng.integers(0, reps, size=(resamples, tasks, reps))
+        return Resampling(task_idx, rep_idx, None)
+    offsets = (np.arange(resamples) * tasks)[:, None]
+    counts = np.bincount((task_idx + offsets).ravel(), minlength=resamples * tasks)
+    return Resampling(task_idx, None, counts.reshape(resamples, tasks).astype(float))
+
+
+def _draw(matrix: np.ndarray, indices: Resampling) -> np.ndarray:
+    """The resampled values of a tasks x reps matrix, flattened per resample."""
+    task_idx, rep_idx = indices.task_idx, indices.rep_idx
+    draws = matrix[task_idx, 0] if rep_idx is None else matrix[task_idx[..., None], rep_idx]
+    return draws.reshape(draws.shape[0], -1)
+
+
+def _weighted_sums(matrix: np.ndarray, indices: Resampling) -> tuple[np.ndarray, np.ndarray]:
+    """Per resample: the sum of the values drawn and how many were not NaN."""
+    if indices.weights is not None:
+        column = matrix[:, 0]
+        present = ~np.isnan(column)
+        return indices.weights @ np.where(present, column, 0.0), indices.weights @ present
+    draws = _draw(matrix, indices)
+    present = ~np.isnan(draws)
+    return np.where(present, draws, 0.0).sum(axis=1), present.sum(axis=1)
+
+
+def bootstrap_mean(
+    values: np.ndarray,
+    indices: Resampling,
+    level: float = DEFAULT_LEVEL,
+) -> Interval:
+    """Mean of a tasks x reps matrix (NaN: not measured) and its bootstrap interval."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.size == 0 or np.isnan(values).all():
+        return Interval(None, None, None)
+    sums, counts = _weighted_sums(values, indices)
+    means = sums[counts > 0] / counts[counts > 0]
+    mean = float(np.nanmean(values))
+    if means.size == 0:
+        return Interval(mean, None, None)
+    low, high = _quantiles(means, level)
+    return Interval(mean, low, high)
+
+
+def bootstrap_ratio(
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    indices: Resampling,
+    level: float = DEFAULT_LEVEL,
+) -> Interval:
+    """sum(numerator) / sum(denominator) over tasks x reps, with its bootstrap interval
+    (pairs where either is NaN are left out)."""
+    num = np.asarray(numerator, dtype=float).reshape(len(numerator), -1)
+    den = np.asarray(denominator, dtype=float).reshape(len(denominator), -1)
+    keep = ~(np.isnan(num) | np.isnan(den))
+    num, den = np.where(keep, num, 0.0), np.where(keep, den, 0.0)
+    if not keep.any() or den.sum() == 0:
+        return Interval(None, None, None)
+    n_sum, _ = _weighted_sums(num, indices)
+    d_sum, _ = _weighted_sums(den, indices)
+    ratios = n_sum[d_sum != 0] / d_sum[d_sum != 0]
+    point = float(num.sum() / den.sum())
+    if ratios.size == 0:
+        return Interval(point, None, None)
+    low, high = _quantiles(ratios, level)
+    return Interval(point, low, high)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Least-squares line y = intercept + slope x, with the slope's standard error."""
+
+    slope: float
+    intercept: float
+    slope_se: float | None
+    points: int
+
+
+def linear_fit(x: np.ndarray, y: np.ndarray) -> Fit | None:
+    """Ordinary least squares of y on x (None with fewer than two distinct x)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    if x.size < 2 or np.ptp(x) == 0:
+        return None
+    slope, intercept = np.polyfit(x, y, 1)
+    se = None
+    if x.size > 2:
+        residuals = y - (intercept + slope * x)
+        se = float(np.sqrt(residuals @ residuals / (x.size - 2) / ((x - x.mean()) ** 2).sum()))
+    return Fit(float(slope), float(intercept), se, int(x.size))
+
+
+def percent_change(low: float | None, high: float | None) -> float | None:
+    """100 x (high - low) / low, as the study reports the amplification."""
+    if low is None or high is None or low == 0:
+        return None
+    return 100.0 * (high - low) / low
+
+
+def column_intervals(
+    columns: np.ndarray, ratios: list[tuple[int, int | None]], indices: Resampling, level: float
+) -> list[Interval]:
+    """Intervals of many statistics of one group at once (one repetition per task): `columns`
+    is tasks x k (NaN: not measured); each (i, None) in `ratios` asks for the mean of column
+    i, each (i, j) for sum(column i) / sum(column j) over tasks where both are present."""
+    assert indices.weights is not None, "several repetitions: use bootstrap_mean/ratio"
+    present = ~np.isnan(columns)
+    filled = np.where(present, columns, 0.0)
+    out = []
+    for i, j in ratios:
+        if j is None:
+            keep = present[:, i]
+            num, den = filled[:, i], keep.astype(float)
+        else:
+            keep = present[:, i] & present[:, j]
+            num, den = np.where(keep, filled[:, i], 0.0), np.where(keep, filled[:, j], 0.0)
+        if not keep.any() or den.sum() == 0:
+            out.append(Interval(None, None, None))
+            continue
+        both = indices.weights @ np.stack([num, den], axis=1)  # one product for every draw
+        valid = both[:, 1] != 0
+        point = float(num.sum() / den.sum())
+        if not valid.any():
+            out.append(Interval(point, None, None))
+            continue
+        low, high = _quantiles(both[valid, 0] / both[valid, 1], level)
+        out.append(Interval(point, low, high))
+    return out
