@@ -318,27 +318,16 @@ def per_token(decode_energy_j: float | None, output_tokens: int) -> float | None
 
 def record(model: str, workload: str, task_id: str, decoded: Any) -> dict[str, Any]:
     """A generation record (DESIGN.md) of one task; no completion text (random weights)."""
-    return {
+    keys = {
         "model": model,
         "model_revision": "random(seed=0)",
         "workload": workload,
         "strategy": "none",
         "rep": 1,
-        "task_id": task_id,
-        "prompt_tokens": decoded.prompt_tokens,
-        "output_tokens": len(decoded.token_ids),
-        "stop_reason": decoded.stop_reason,
-        "completion": None,
-        "prefill_s": decoded.prefill_s,
-        "decode_s": decoded.decode_s,
-        "prefill_energy_j": decoded.prefill_energy_j,
-        "decode_energy_j": decoded.decode_energy_j,
-        "energy_source": decoded.energy_source,
-        "prefill_repeats": decoded.prefill_repeats,
-        "energy_flags": ",".join(decoded.flags),
-        "check_s": 0.0,
-        "check_energy_j": 0.0,
     }
+    from llmenergy import generation  # imported late: the prepare step runs without it
+
+    return generation.record(keys, task_id, decoded, completion=None)
 
 
 # analyze ------------------------------------------------------------------------------------

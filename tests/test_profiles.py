@@ -14,7 +14,7 @@ import yaml
 
 from llmenergy import configuration
 
-from conftest import REPO, SNAKEMAKE, load_tiny_config, snakemake
+from conftest import REPO, SNAKEMAKE, load_tiny_config, snakemake, snakemake_command
 
 PROFILES = REPO / "profiles"
 PAPER = REPO / "config" / "paper.yaml"
@@ -69,7 +69,7 @@ def test_slurm_profile_plans_one_gpu_per_generation_job(workdir: Path):
     paper = yaml.safe_load(PAPER.read_text())
     command = [
         *offline_prefix(),
-        *snakemake_args(workdir, PAPER, "-n", "--profile", str(PROFILES / "slurm")),
+        *snakemake_command(workdir, PAPER, "-n", "--profile", str(PROFILES / "slurm")),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=workdir)
     output = run.stdout + run.stderr
@@ -92,22 +92,6 @@ def test_slurm_profile_plans_one_gpu_per_generation_job(workdir: Path):
     assert with_gpu == {"generate", "measure_idle"}
     prepared = {job["wildcards"]["model"] for job in jobs if job["rule"] == "prepare_model"}
     assert prepared == set(paper["models"])
-
-
-def snakemake_args(workdir: Path, config: Path, *args: str) -> list[str]:
-    """What conftest.snakemake runs, as a list (to run it under another prefix)."""
-    return [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(config),
-        "--cores",
-        "2",
-        *args,
-    ]
 
 
 @pytest.mark.parametrize(

@@ -244,7 +244,7 @@ class SyntaxStopper:
         if self.candidate is None:
             return None
         cut, self.candidate = self.candidate, None
-        return cut if self._parses(cut) else None
+        return cut if parses(self.header + self.text[self.code_start : cut]) else None
 
     def _on_line(self, start: int, indent: int) -> None:
         if self.def_indent is None:  # chat: wait for the target's def line
@@ -258,14 +258,6 @@ class SyntaxStopper:
             self.body_started = True
         elif self.body_started:
             self.candidate = start
-
-    def _parses(self, cut: int) -> bool:
-        code = self.header + self.text[self.code_start : cut]
-        try:
-            ast.parse(code)
-        except SyntaxError:
-            return False
-        return True
 
 
 def header_def_indent(header: str, entry_point: str) -> int:

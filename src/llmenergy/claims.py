@@ -109,19 +109,21 @@ def babbling_share(tables: Tables) -> Value:
     )
 
 
-def _babbling_savings(tables: Tables) -> pl.DataFrame:
+def _babbling_savings(tables: Tables) -> tuple[pl.DataFrame, str | None]:
+    """Savings rows of the models that babble on HumanEval, or why there are none."""
     babblers = _humaneval_babbling(tables).filter(pl.col("babbles"))
-    return tables.savings.join(babblers.select("model", "workload"), on=["model", "workload"])
+    rows = tables.savings.join(babblers.select("model", "workload"), on=["model", "workload"])
+    if tables.savings.is_empty():
+        return rows, "no suppression strategy was run"
+    if rows.is_empty():
+        return rows, RANDOM_TEXT if tables.text_models() == [] else "no model babbles here"
+    return rows, None
 
 
 def energy_saved_babbling(tables: Tables) -> Value:
-    rows = _babbling_savings(tables)
-    if tables.savings.is_empty():
-        return Value(None, missing="no suppression strategy was run")
-    if rows.is_empty():
-        return Value(
-            None, missing=RANDOM_TEXT if tables.text_models() == [] else "no model babbles here"
-        )
+    rows, missing = _babbling_savings(tables)
+    if missing:
+        return Value(None, missing=missing)
     rows = rows.filter(pl.col("energy_saved").is_not_null())
     if rows.is_empty():
         return Value(None, missing="no measured or estimated energy (replayed outputs)")
@@ -133,13 +135,9 @@ def energy_saved_babbling(tables: Tables) -> Value:
 
 
 def flips(tables: Tables) -> Value:
-    rows = _babbling_savings(tables)
-    if tables.savings.is_empty():
-        return Value(None, missing="no suppression strategy was run")
-    if rows.is_empty():
-        return Value(
-            None, missing=RANDOM_TEXT if tables.text_models() == [] else "no model babbles here"
-        )
+    rows, missing = _babbling_savings(tables)
+    if missing:
+        return Value(None, missing=missing)
     total = int(rows["flips"].sum())
     return Value(float(total), detail=f"over {rows.height} model x workload x strategy rows")
 

@@ -157,7 +157,7 @@ def decode_greedy(
 
     decode_energy: float | None = 0.0  # no decode phase at all costs nothing
     decode_s = 0.0
-    if token not in eos and answer_complete(token):
+    if token not in eos and stopper is not None and answer_complete(token):
         stop_reason = strategy
     elif token not in eos and max_new_tokens > 1:
         _synchronize(device)
@@ -175,7 +175,7 @@ def decode_greedy(
             if token in eos:
                 stop_reason = "eos"
                 break
-            if answer_complete(token):
+            if stopper is not None and answer_complete(token):
                 stop_reason = strategy
                 break
             if len(token_ids) >= max_new_tokens:
@@ -216,6 +216,34 @@ def completion_text(loaded: LoadedModel, token_ids: list[int]) -> str:
     """The output text, without the EOS token that ended it."""
     kept = [t for t in token_ids if t not in loaded.eos_token_ids]
     return loaded.tokenizer.decode(kept, skip_special_tokens=True)
+
+
+def record(
+    keys: dict[str, Any],
+    task_id: str,
+    decoded: Decoded,
+    completion: str | None,
+    check_s: float | None = 0.0,
+    check_energy_j: float | None = 0.0,
+) -> dict[str, Any]:
+    """The generation record (records.GENERATION_SCHEMA) of one decoded task."""
+    return {
+        **keys,
+        "task_id": task_id,
+        "prompt_tokens": decoded.prompt_tokens,
+        "output_tokens": len(decoded.token_ids),
+        "stop_reason": decoded.stop_reason,
+        "completion": completion,
+        "prefill_s": decoded.prefill_s,
+        "decode_s": decoded.decode_s,
+        "prefill_energy_j": decoded.prefill_energy_j,
+        "decode_energy_j": decoded.decode_energy_j,
+        "energy_source": decoded.energy_source,
+        "prefill_repeats": decoded.prefill_repeats,
+        "energy_flags": ",".join(decoded.flags),
+        "check_s": check_s,
+        "check_energy_j": check_energy_j,
+    }
 
 
 def warm_up(
@@ -277,23 +305,7 @@ def run(
         if completion is None:
             completion = completion_text(loaded, decoded.token_ids)
         result.records.append(
-            {
-                **keys,
-                "task_id": task["task_id"],
-                "prompt_tokens": decoded.prompt_tokens,
-                "output_tokens": len(decoded.token_ids),
-                "stop_reason": decoded.stop_reason,
-                "completion": completion,
-                "prefill_s": decoded.prefill_s,
-                "decode_s": decoded.decode_s,
-                "prefill_energy_j": decoded.prefill_energy_j,
-                "decode_energy_j": decoded.decode_energy_j,
-                "energy_source": decoded.energy_source,
-                "prefill_repeats": decoded.prefill_repeats,
-                "energy_flags": ",".join(decoded.flags),
-                "check_s": check_s,
-                "check_energy_j": check_energy_j,
-            }
+            record(keys, task["task_id"], decoded, completion, check_s, check_energy_j)
         )
         result.tokens.extend(
             {"task_id": task["task_id"], "position": i, "t_s": t, "energy_j": e}
