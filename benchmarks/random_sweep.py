@@ -8,8 +8,9 @@ for the 7-8B ones: ten do not fit a 64 GB disk, nor eight minutes). Here each mo
 directly on the GPU in its configured dtype, run, and dropped. Weights are seeded on the GPU,
 so they differ from prepare_model's; energy depends on the shape, not on the values.
 
-Every task decodes exactly its workload's max_new_tokens (EOS is ignored), so decode J/token
-compares like with like across prompt lengths.
+With the config's generation.ignore_eos (config/paper-random.yaml sets it), every task decodes
+exactly its workload's max_new_tokens, so decode J/token compares like with like across
+prompt lengths.
 
 Two steps, because the GPU machine has no network and lacks some packages:
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import subprocess
 import sys
 import time
@@ -167,21 +167,15 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def build_on_device(architecture: dict[str, Any], seed: int, dtype: Any, device: Any, tokenizer):
-    """A random model of `architecture` made directly on `device` in `dtype` (as
-    models.build_random does on the CPU: ids of special tokens from the prompts' tokenizer)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from llmenergy import architectures
+    """A random model of `architecture` made directly on `device` in `dtype` by
+    models.build_random, with the special-token ids of the prompts' tokenizer (as
+    models.random_config gives them in the workflow)."""
+    from llmenergy import architectures, models
 
     fields = dict(architecture)
     fields.setdefault("eos_token_id", tokenizer["eos_token_id"])
     fields.setdefault("bos_token_id", tokenizer["bos_token_id"])
-    config = architectures.config_for(fields)
-    torch.manual_seed(seed)
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    return model.to(device).eval()
+    return models.build_random(architectures.config_for(fields), seed, device, dtype).eval()
 
 
 def run(args: argparse.Namespace) -> None:
@@ -203,6 +197,8 @@ def run(args: argparse.Namespace) -> None:
             f"energy source is {meter.source} on a GPU: Zeus or NVML is missing (install the "
             "wheels of `prepare`), or pass --allow-estimate"
         )
+    ignore_eos = bool(config["generation"].get("ignore_eos", False))
+    eos = frozenset() if ignore_eos else frozenset({prompt_set["tokenizer"]["eos_token_id"]})
     idle = energy.measure_idle(meter, float(config["energy"]["idle_seconds"]))
     idle_w = None if idle.energy_j is None else idle.energy_j / idle.seconds
     log(f"meter {meter.source}, idle {idle_w} W, device {device}")
@@ -214,7 +210,11 @@ def run(args: argparse.Namespace) -> None:
         "gpus": json.loads(json.dumps(energy.gpu_state(), default=str)),
         "versions": {name: version(name) for name in ("torch", "transformers", "polars", "zeus")},
         "torch_cuda": torch.version.cuda,
-        "decode": "exactly max_new_tokens per task (EOS ignored)",
+        "decode": (
+            "exactly max_new_tokens per task (EOS ignored)"
+            if ignore_eos
+            else "until EOS or max_new_tokens"
+        ),
         "models": {},
         "skipped": [],
     }
@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> None:
             model=model,
             tokenizer=None,  # prompts are token ids already; no text is decoded
             device=device,
-            eos_token_ids=frozenset(),  # decode exactly max_new_tokens
+            eos_token_ids=eos,
             provenance={"model": name, "kind": "random", "source": source},
         )
         parameters = sum(p.numel() for p in model.parameters())
@@ -277,17 +277,16 @@ def decode_all(
     loaded: Any, workloads: dict[str, Any], meter: Any, max_repeats: int
 ) -> list[dict[str, Any]]:
     """One generation record per task of every workload, after one unrecorded warm-up."""
-    import torch
 
     from llmenergy import generation
 
-    first = next(iter(workloads.values()))["tasks"][0]["input_ids"]
-    warm = torch.tensor([first], device=loaded.device)
+    first = next(iter(workloads.values()))["tasks"][0]
+    warm = generation.prompt_tensor(loaded, first["input_ids"], first["task_id"])
     generation.decode_greedy(loaded, warm, 4, meter, max_repeats)
     rows = []
     for workload, spec in workloads.items():
         for task in spec["tasks"]:
-            ids = torch.tensor([task["input_ids"]], device=loaded.device)
+            ids = generation.prompt_tensor(loaded, task["input_ids"], task["task_id"])
             decoded = generation.decode_greedy(
                 loaded, ids, spec["max_new_tokens"], meter, max_repeats
             )
@@ -336,12 +335,12 @@ def record(model: str, workload: str, task_id: str, decoded: Any) -> dict[str, A
 def analyze(args: argparse.Namespace) -> None:
     import polars as pl
 
-    from llmenergy import architectures, records
+    from llmenergy import architectures, figures, records
 
     prep, out = Path(args.prep), Path(args.out)
     config = json.loads((prep / "config.json").read_text())
     frame = pl.read_ndjson(out / "records.jsonl", schema=records.GENERATION_SCHEMA)
-    table = architectures.energy_by_shape(frame, config)
+    table = architectures.energy_by_shape(frame, architectures.random_shapes(config))
     table.write_csv(out / "summary.csv")
     log(f"{out / 'summary.csv'}: {table.height} architectures")
     if table.height:
@@ -362,56 +361,8 @@ def analyze(args: argparse.Namespace) -> None:
                     )
                 )
             )
-    figure(table, out / "amplification.png")
-
-
-def figure(table: Any, out_png: Path) -> None:
-    """Amplification of decode J/token (shortest to longest prompt) against KV-cache bytes per
-    token, one point per architecture, coloured by attention kind."""
-    import matplotlib.pyplot as plt
-
-    from llmenergy import figures
-
-    colours = {"multi-head": "#C44E52", "grouped-query": "#4C72B0", "multi-query": "#55A868"}
-    with plt.rc_context(figures.STYLE):
-        fig, ax = plt.subplots(figsize=(7.0, 4.5))
-        rows = [
-            r
-            for r in (table.iter_rows(named=True) if table.height else [])
-            if r["amplification_pct"] is not None and math.isfinite(r["amplification_pct"])
-        ]
-        for kind, colour in colours.items():
-            mine = [r for r in rows if r["attention"] == kind]
-            if mine:
-                ax.scatter(
-                    [r["kv_cache_bytes_per_token"] / 1024 for r in mine],
-                    [r["amplification_pct"] for r in mine],
-                    s=40,
-                    color=colour,
-                    label=kind,
-                )
-        for r in rows:
-            ax.annotate(
-                r["model"].removesuffix("-random"),
-                (r["kv_cache_bytes_per_token"] / 1024, r["amplification_pct"]),
-                fontsize=7,
-                xytext=(4, 3),
-                textcoords="offset points",
-            )
-        ax.axhline(0, color="#333", linewidth=0.8)
-        widths = {r["dtype_bytes"] for r in rows}
-        width = f", {8 * widths.pop()}-bit" if len(widths) == 1 else ""
-        ax.set_xlabel(f"KV-cache bytes per token (KiB{width})")
-        ax.set_ylabel("Decode J/token, longest vs shortest prompt (%)")
-        source = rows[0]["energy_source"] if rows else None
-        title = "Decode energy amplified by long prompts (random weights)"
-        ax.set_title(title + ("" if not source or source.startswith("zeus") else ", estimated"))
-        if rows:
-            ax.legend(frameon=False, loc="upper left")
-        else:
-            ax.text(0.5, 0.5, "no amplification measured", ha="center", transform=ax.transAxes)
-        figures.save(fig, out_png)
-    log(f"{out_png} written")
+    figures.amplification_vs_kv_cache(table, out / "amplification.png")
+    log(f"{out / 'amplification.png'} written")
 
 
 def main() -> None:

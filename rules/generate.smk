@@ -38,6 +38,7 @@ rule generate:
         prompt_budget=prompt_budget,
         energy=config["energy"],
         device=config["generation"]["device"],
+        ignore_eos=config["generation"]["ignore_eos"],
         # Only the oracle runs code while generating: only it re-runs when this changes.
         oracle=lambda wildcards: (
             config["evaluation"] if wildcards.strategy == "oracle" else None

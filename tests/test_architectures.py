@@ -185,7 +185,8 @@ def test_energy_by_shape_puts_amplification_beside_kv_bytes_and_flops() -> None:
         _record("qwen2.5-coder-3b-random", "longbench-standin-cu-long", 0, 5500, 4.2),
         _record("not-in-config", "humaneval-0shot", 0, 150, 4.0),
     ]
-    table = architectures.energy_by_shape(records.frame(rows, records.GENERATION_SCHEMA), CONFIG)
+    shapes = architectures.random_shapes(CONFIG)
+    table = architectures.energy_by_shape(records.frame(rows, records.GENERATION_SCHEMA), shapes)
     assert table["model"].to_list() == ["qwen2.5-coder-3b-random", "codellama-7b-random"]
     llama = table.row(1, named=True)
     assert llama["kv_cache_bytes_per_token"] == 524288
@@ -199,9 +200,8 @@ def test_energy_by_shape_puts_amplification_beside_kv_bytes_and_flops() -> None:
     assert llama["decode_flops_per_token_long"] == architectures.flops_per_token(config, 5501)
     assert llama["prefill_flops_long"] == architectures.prefill_flops(config, 5500)
     assert table.row(0, named=True)["amplification_pct"] == pytest.approx(5.0)
-    assert architectures.energy_by_shape(
-        records.frame([], records.GENERATION_SCHEMA), CONFIG
-    ).is_empty()
+    empty = architectures.energy_by_shape(records.frame([], records.GENERATION_SCHEMA), shapes)
+    assert empty.is_empty() and empty.columns == table.columns
 
 
 def test_the_random_sweep_writes_generation_records() -> None:
@@ -234,3 +234,42 @@ def test_the_random_sweep_writes_generation_records() -> None:
     assert records.frame([row], records.GENERATION_SCHEMA).height == 1
     assert sweep.per_token(254.0, 128) == pytest.approx(2.0)
     assert sweep.per_token(None, 128) is None
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_random_build_initialises_every_tensor_as_transformers_does(name: str) -> None:
+    """models.build_random (meta device, then storage, then one initialisation) against
+    transformers' plain from_config, on each architecture narrowed to one small layer: the
+    same buffers (rotary tables, Gemma's embedding scale), the same constant tensors (norms,
+    biases), random matrices of the same spread, and a tied output projection kept tied."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llmenergy import models
+
+    small = {**ARCHITECTURES[name], "num_hidden_layers": 1, "intermediate_size": 64}
+    small.update(vocab_size=1024, pad_token_id=0)  # Phi-3's default pad id is 32000
+    config = architectures.config_for(small)
+    built = models.build_random(config, seed=3, device="cpu", dtype=torch.float32)
+    torch.manual_seed(3)
+    reference = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    buffers, expected_buffers = dict(built.named_buffers()), dict(reference.named_buffers())
+    assert buffers.keys() == expected_buffers.keys()
+    for key, buffer in buffers.items():
+        assert torch.equal(buffer, expected_buffers[key]), key
+    parameters = dict(built.named_parameters())
+    assert parameters.keys() == dict(reference.named_parameters()).keys()
+    for key, expected in reference.named_parameters():
+        parameter = parameters[key]
+        assert parameter.dtype == torch.float32 and parameter.device.type == "cpu"
+        assert torch.isfinite(parameter).all(), key
+        spread = float(expected.detach().float().std()) if expected.numel() > 1 else 0.0
+        if spread == 0:
+            assert torch.equal(parameter, expected), key
+        else:
+            assert float(parameter.detach().float().std()) == pytest.approx(spread, rel=0.1), key
+    tied = reference.get_output_embeddings().weight is reference.get_input_embeddings().weight
+    assert (built.get_output_embeddings().weight is built.get_input_embeddings().weight) == tied
+    again = models.build_random(config, seed=3, device="cpu", dtype=torch.float32)
+    pairs = zip(built.parameters(), again.parameters(), strict=True)
+    assert all(torch.equal(first, second) for first, second in pairs)  # seeded

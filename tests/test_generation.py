@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from llmenergy import energy, generation, workloads
+from llmenergy import energy, generation, models, workloads
 
 PROMPT = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
 
@@ -118,3 +118,44 @@ def test_run_writes_one_record_per_task(tiny_model):
             max_new_tokens=2,
             strategy="syntax",
         )
+
+
+def test_ignore_eos_decodes_exactly_max_new_tokens(tiny_model):
+    """With the 3rd greedy token declared EOS, a run stops there; with ignore_eos it decodes
+    on to max_new_tokens, through the same tokens."""
+    meter = energy.EstimateMeter(10.0)
+    free = generation.decode_greedy(
+        tiny_model, generation.encode(tiny_model, PROMPT, "completion"), 10, meter
+    )
+    with_eos = dataclasses.replace(tiny_model, eos_token_ids=frozenset({free.token_ids[2]}))
+    keys = {"model": "tiny", "workload": "w", "strategy": "none", "rep": 1}
+    task = [{"task_id": "T/0", "prompt": PROMPT}]
+    results = {
+        ignore: generation.run(
+            with_eos,
+            task,
+            meter,
+            keys=keys,
+            prompt_style="completion",
+            max_new_tokens=10,
+            ignore_eos=ignore,
+            log=lambda _: None,
+        ).records[0]
+        for ignore in (False, True)
+    }
+    stopped = free.token_ids.index(free.token_ids[2]) + 1
+    assert (results[False]["stop_reason"], results[False]["output_tokens"]) == ("eos", stopped)
+    assert (results[True]["stop_reason"], results[True]["output_tokens"]) == ("max_tokens", 10)
+
+
+def test_prompt_ids_beyond_a_random_vocabulary_are_folded_in(tiny_model):
+    """A random model reading a larger tokenizer's ids gets them modulo its vocabulary (same
+    length); any other model with such ids is an error naming the task."""
+    vocabulary = models.vocabulary_size(tiny_model.model)
+    ids = [1, vocabulary - 1, vocabulary, vocabulary + 5, 3 * vocabulary + 2]
+    folded = generation.prompt_tensor(tiny_model, ids, "T/0")[0].tolist()
+    assert folded == [1, vocabulary - 1, 0, 5, 2]
+    trained = dataclasses.replace(tiny_model, provenance={"kind": "hub"})
+    assert generation.prompt_tensor(trained, ids[:2], "T/0")[0].tolist() == ids[:2]
+    with pytest.raises(models.ModelError, match=r"task T/7: prompt token id .* vocabulary"):
+        generation.prompt_tensor(trained, ids, "T/7")

@@ -179,10 +179,10 @@ def prefill_flops(config: Any, prompt_tokens: int) -> int:
     )
 
 
-def describe(name: str, architecture: dict[str, Any], dtype_bytes: int = 2) -> dict[str, Any]:
-    """The shape numbers of one architecture, flat, for tables and the report. FLOPs per token
-    at a context of c keys are `flops_per_token_weights + c * flops_per_context_token`."""
-    config = config_for(architecture)
+def describe(name: str, config: Any, dtype_bytes: int = 2) -> dict[str, Any]:
+    """The shape numbers of one model (a transformers config), flat, for tables and the report.
+    FLOPs per token at a context of c keys are
+    `flops_per_token_weights + c * flops_per_context_token`."""
     shape = counts(config)
     return {
         "model": name,
@@ -204,28 +204,87 @@ def describe(name: str, architecture: dict[str, Any], dtype_bytes: int = 2) -> d
     }
 
 
+def random_shapes(config: dict[str, Any]) -> dict[str, tuple[Any, int]]:
+    """The transformers config and bytes per cached value of every `random` model of a
+    workflow config, at its configured dtype."""
+    dtypes = {name: spec.get("dtype", "float32") for name, spec in config["models"].items()}
+    return {
+        name: (config_for(architecture), DTYPE_BYTES[dtypes[name]])
+        for name, architecture in random_architectures(config).items()
+    }
+
+
 def describe_models(config: dict[str, Any]) -> list[dict[str, Any]]:
     """`describe` of every `random` model of a workflow config, at its configured dtype."""
-    return [
-        describe(name, spec["source"]["architecture"], DTYPE_BYTES[spec.get("dtype", "float32")])
-        for name, spec in config["models"].items()
-        if spec["source"]["kind"] == "random"
-    ]
+    return [describe(name, *shape) for name, shape in random_shapes(config).items()]
 
 
-def energy_by_shape(records: Any, config: dict[str, Any]) -> Any:
-    """One row per `random` model of `config`: its shape next to the energy measured with it.
+def folder_shape(folder: str | Path, dtype: str) -> tuple[Any, int]:
+    """The transformers config of a prepared model folder (its config.json) and the bytes of
+    one cached value in `dtype`."""
+    from transformers import AutoConfig
 
-    `records` is a polars DataFrame of generation records (DESIGN.md) of these models. The
-    energy columns are those of the workloads with the shortest and the longest prompts (by
-    mean prompt tokens), and the amplification is aggregate.amplification's: the change of
-    decode J/token from the first to the second. FLOPs per decoded token are taken at the
+    try:
+        return AutoConfig.from_pretrained(folder), DTYPE_BYTES[dtype]
+    except (OSError, ValueError) as error:
+        raise ArchitectureError(f"{folder}: no readable model config ({error})") from error
+
+
+def _shape_schema() -> dict[str, Any]:
+    import polars as pl
+
+    ends = {
+        f"{column}_{end}": dtype
+        for end in ("short", "long")
+        for column, dtype in (
+            ("workload", pl.String()),
+            ("prompt_tokens", pl.Float64()),
+            ("prefill_energy_j", pl.Float64()),
+            ("prefill_s", pl.Float64()),
+            ("prefill_flops", pl.Int64()),
+            ("decode_flops_per_token", pl.Int64()),
+            ("decode_j_per_token", pl.Float64()),
+        )
+    }
+    return {
+        "model": pl.String(),
+        "model_type": pl.String(),
+        "parameters": pl.Int64(),
+        "non_embedding_parameters": pl.Int64(),
+        "tied_embeddings": pl.Boolean(),
+        "layers": pl.Int64(),
+        "hidden_size": pl.Int64(),
+        "heads": pl.Int64(),
+        "kv_heads": pl.Int64(),
+        "head_dim": pl.Int64(),
+        "vocab_size": pl.Int64(),
+        "attention": pl.String(),
+        "dtype_bytes": pl.Int64(),
+        "kv_cache_bytes_per_token": pl.Int64(),
+        "flops_per_token_weights": pl.Int64(),
+        "flops_per_context_token": pl.Int64(),
+        "energy_source": pl.String(),
+        **ends,
+        "amplification_pct": pl.Float64(),
+    }
+
+
+def energy_by_shape(records: Any, shapes: dict[str, tuple[Any, int]]) -> Any:
+    """One row per model of `shapes` (name: transformers config, bytes per cached value) that
+    has unsuppressed runs in `records`: its shape next to the energy measured with it.
+
+    `records` is a polars DataFrame of generation records (DESIGN.md). The energy columns are
+    those of the workloads with the shortest and the longest prompts (by mean prompt tokens),
+    and the amplification is aggregate.amplification's: the change of decode J/token from the
+    first to the second (null with one workload). FLOPs per decoded token are taken at the
     first decode step (the prompt's keys plus one); prefill FLOPs at the mean prompt length.
+    Rows are sorted by KV-cache bytes per token.
     """
     import polars as pl
 
     from llmenergy import aggregate
 
+    schema = _shape_schema()
     runs = records.filter(pl.col("strategy") == "none")
     amplification = aggregate.amplification(runs.lazy())
     prefill = runs.group_by(["model", "workload"]).agg(
@@ -234,16 +293,13 @@ def energy_by_shape(records: Any, config: dict[str, Any]) -> Any:
         energy_source=pl.col("energy_source").first(),
     )
     prefill_of = {(r["model"], r["workload"]): r for r in prefill.iter_rows(named=True)}
-    architectures = random_architectures(config)
     rows = []
     for measured in amplification.iter_rows(named=True):
         name = measured["model"]
-        if name not in architectures:
+        if name not in shapes:
             continue
-        spec = config["models"][name]
-        shape = describe(name, architectures[name], DTYPE_BYTES[spec.get("dtype", "float32")])
-        model_config = config_for(architectures[name])
-        row = {**shape, "energy_source": None}
+        model_config, dtype_bytes = shapes[name]
+        row = {**describe(name, model_config, dtype_bytes), "energy_source": None}
         for end in ("short", "long"):
             workload = measured["shortest_workload" if end == "short" else "longest_workload"]
             prompt = measured[f"prompt_tokens_{end}"]
@@ -258,7 +314,7 @@ def energy_by_shape(records: Any, config: dict[str, Any]) -> Any:
             row[f"decode_j_per_token_{end}"] = measured[f"decode_j_per_token_{end}"]
         row["amplification_pct"] = measured["amplification_pct"]
         rows.append(row)
-    if not rows:
-        return pl.DataFrame()
-    table = pl.DataFrame(rows, orient="row", infer_schema_length=None)
-    return table.sort("kv_cache_bytes_per_token")
+    table = pl.DataFrame(
+        [{column: row[column] for column in schema} for row in rows], schema=schema, orient="row"
+    )
+    return table.sort("kv_cache_bytes_per_token", "model")

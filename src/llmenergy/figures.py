@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -171,4 +172,50 @@ def energy_vs_accuracy(summary: pl.DataFrame, out_png: str | Path) -> None:
             _empty(ax, "no task with both energy and a pass/fail score")
         else:
             ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        save(fig, out_png)
+
+
+ATTENTION_COLOURS = {"multi-head": "#C44E52", "grouped-query": "#4C72B0", "multi-query": "#55A868"}
+
+
+def amplification_vs_kv_cache(shapes: pl.DataFrame, out_png: str | Path) -> None:
+    """Amplification of decode J/token (shortest to longest prompt) against KV-cache bytes per
+    token, one point per model, coloured by attention kind (architectures.energy_by_shape)."""
+    rows = [
+        row
+        for row in shapes.iter_rows(named=True)
+        if row["amplification_pct"] is not None and math.isfinite(row["amplification_pct"])
+    ]
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.0, 4.5))
+        for kind, colour in ATTENTION_COLOURS.items():
+            mine = [row for row in rows if row["attention"] == kind]
+            if mine:
+                ax.scatter(
+                    [row["kv_cache_bytes_per_token"] / 1024 for row in mine],
+                    [row["amplification_pct"] for row in mine],
+                    s=40,
+                    color=colour,
+                    label=kind,
+                )
+        for row in rows:
+            ax.annotate(
+                row["model"].removesuffix("-random"),
+                (row["kv_cache_bytes_per_token"] / 1024, row["amplification_pct"]),
+                fontsize=7,
+                xytext=(4, 3),
+                textcoords="offset points",
+            )
+        ax.axhline(0, color="#333", linewidth=0.8)
+        widths = {row["dtype_bytes"] for row in rows}
+        width = f", {8 * widths.pop()}-bit values" if len(widths) == 1 else ""
+        ax.set_xlabel(f"KV-cache bytes per token (KiB{width})")
+        ax.set_ylabel("Decode J/token, longest vs shortest prompt (%)")
+        estimated = any((row["energy_source"] or "").startswith("estimate") for row in rows)
+        title = "Decode energy per token amplified by long prompts"
+        ax.set_title(title + (" (estimated energy)" if estimated else ""))
+        if rows:
+            ax.legend(frameon=False, loc="upper left")
+        else:
+            _empty(ax, "no amplification: each model needs two workloads of different lengths")
         save(fig, out_png)

@@ -7,6 +7,7 @@ to the last. Per-token timestamps are kept for every output token.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-from llmenergy import babble, workloads
+from llmenergy import babble, models, workloads
 from llmenergy.energy import Meter, Reading
 from llmenergy.models import LoadedModel
 
@@ -59,6 +60,13 @@ def encode(
     prompt text) rendered in `style` and cut to `budget` tokens, as workloads.prompt_and_ids."""
     row = {"prompt": task} if isinstance(task, str) else task
     ids = workloads.encode_prompt(loaded.tokenizer, row, style, budget)
+    return prompt_tensor(loaded, ids, str(row.get("task_id", "?")))
+
+
+def prompt_tensor(loaded: LoadedModel, ids: list[int], task_id: str) -> torch.Tensor:
+    """Prompt ids as a batch of one on the model's device, within its vocabulary
+    (models.fit_to_vocabulary)."""
+    ids = models.fit_to_vocabulary(loaded, ids, task_id)
     return torch.tensor([ids], device=loaded.device)
 
 
@@ -266,6 +274,7 @@ def run(
     check_watts_per_core: float | None = None,
     max_prefill_repeats: int = 64,
     prompt_budget: int | None = None,
+    ignore_eos: bool = False,
     log: Callable[[str], None] = print,
 ) -> RunResult:
     """Decode every task; return one record per task and one row per output token.
@@ -275,9 +284,13 @@ def run(
     and the text the model reads (none for `none`). The
     oracle's checks run in other processes: their time is `check_s`, and their CPU time x
     `check_watts_per_core` is `check_energy_j` (an estimate; null without a power figure).
+    With `ignore_eos`, every task decodes exactly `max_new_tokens` (unless a stopper cuts):
+    the end-of-sequence token is decoded past like any other.
     """
     if strategy != "none" and stopper_for is None:
         raise ValueError(f"strategy {strategy!r} needs a stopper")
+    if ignore_eos:
+        loaded = dataclasses.replace(loaded, eos_token_ids=frozenset())
     tasks = list(tasks)
     result = RunResult()
     if tasks:
@@ -287,7 +300,7 @@ def run(
         stopper = stopper_for(task, prompt) if stopper_for is not None else None
         decoded = decode_greedy(
             loaded,
-            torch.tensor([ids], device=loaded.device),
+            prompt_tensor(loaded, ids, task["task_id"]),
             max_new_tokens,
             meter,
             max_prefill_repeats,

@@ -103,13 +103,28 @@ def random_config(source: dict[str, Any], tokenizer: Any) -> Any:
 def build_random(
     config: Any, seed: int, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> torch.nn.Module:
-    """A model of `config`'s architecture with seeded random weights, built directly on
-    `device` in `dtype`: a 7B model on a GPU takes seconds and no CPU copy."""
+    """A model of `config`'s architecture with seeded random weights, made directly on `device`
+    in `dtype`: a 7B model on a GPU takes seconds and no CPU copy.
+
+    The model is first built on the meta device (shapes, no storage), then given storage on
+    `device` and initialised once by transformers' own scheme (normal weights, unit or zero
+    norms, rotary tables). Building it on `device` directly would also run PyTorch's default
+    initialisation, which transformers then overwrites: twice the random numbers, and on a
+    CPU random numbers are most of the build time.
+    """
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(seed)
-    with torch.device(device):
-        return AutoModelForCausalLM.from_config(config, dtype=dtype)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.to_empty(device=device)
+    model.tie_weights()  # storage given per module unties a shared matrix: share it again
+    output = model.get_output_embeddings()
+    if output is not None and output.weight is model.get_input_embeddings().weight:
+        # A tied output projection is the input embedding: draw its values once, not twice.
+        output._is_hf_initialized = True
+    torch.manual_seed(seed)  # seeds the CPU and every CUDA generator
+    model.initialize_weights()
+    return model
 
 
 def _provenance(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -206,6 +221,28 @@ def eos_ids(model: torch.nn.Module, tokenizer: Any) -> frozenset[int]:
     elif configured:
         ids.update(int(i) for i in configured)
     return frozenset(ids)
+
+
+def vocabulary_size(model: torch.nn.Module) -> int:
+    """Rows of the model's input embedding: the token ids it can read."""
+    return int(model.get_input_embeddings().num_embeddings)
+
+
+def fit_to_vocabulary(loaded: LoadedModel, ids: list[int], task_id: str) -> list[int]:
+    """Prompt ids the model can read. A `random` model may read prompts through a tokenizer
+    with more ids than its vocabulary (config/paper-random.yaml: SmolLM2's 49152 for CodeLlama's
+    32016): such ids are folded in (id modulo vocabulary size), which keeps the prompt's length,
+    and its content means nothing to random weights. For any other model such an id means the
+    tokenizer does not belong to the model: an error naming the task."""
+    vocabulary = vocabulary_size(loaded.model)
+    if not ids or max(ids) < vocabulary:
+        return ids
+    if loaded.provenance.get("kind") == "random":
+        return [token % vocabulary for token in ids]
+    raise ModelError(
+        f"task {task_id}: prompt token id {max(ids)} is outside {loaded.name}'s vocabulary of "
+        f"{vocabulary}: its tokenizer does not match the model"
+    )
 
 
 def load(folder: str | Path, name: str, spec: dict[str, Any], device: str = "cpu") -> LoadedModel:

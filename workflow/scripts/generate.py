@@ -94,6 +94,7 @@ def main(smk) -> None:
             check_watts_per_core=smk.params.energy["watts_per_core"],
             max_prefill_repeats=smk.params.energy["max_prefill_repeats"],
             prompt_budget=smk.params.prompt_budget,
+            ignore_eos=smk.params.ignore_eos,
             log=log,
         )
         write(result, smk)
