@@ -1,22 +1,24 @@
 rule aggregate:
     """Summarize every run per model, workload and strategy; pair each strategy with the
-    baseline; summarize babbling."""
+    baseline; summarize babbling; put each model's shape beside its energy."""
     input:
         generations=run_files(f"results/generations/{RUN}.parquet"),
         scores=run_files(f"results/scores/{RUN}.parquet"),
         babble=expand(
             "results/babble/{model}/{workload}/rep{rep}.parquet",
-            model=MODELS,
+            model=EVALUATED_MODELS,
             workload=WORKLOADS,
             rep=REPS,
         ),
         idle="results/idle/power.parquet",
         claims=REPO / "config" / "claims.yaml",
+        models=expand("resources/models/{model}", model=SHAPED_MODELS),
     output:
         summary="results/aggregate/summary.parquet",
         savings="results/aggregate/savings.parquet",
         babble="results/aggregate/babble.parquet",
         amplification="results/aggregate/amplification.parquet",
+        shapes="results/aggregate/shapes.parquet",
         claims="results/aggregate/claims.parquet",
         csv=report("results/aggregate/summary.csv", category="Tables"),
     log:
@@ -25,5 +27,7 @@ rule aggregate:
         babble_threshold=config["babble"]["threshold"],
         workload_kinds=workload_kinds(),
         model_kinds={name: m["source"]["kind"] for name, m in config["models"].items()},
+        shaped_models=SHAPED_MODELS,
+        dtypes={name: m.get("dtype", "float32") for name, m in config["models"].items()},
     script:
         "../workflow/scripts/aggregate.py"

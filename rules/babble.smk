@@ -12,11 +12,7 @@ rule babble_metrics:
     threads: workflow.cores
     params:
         evaluation=lookup(dpath="evaluation", within=config),
-        # Random weights write noise: their answers are not worth running tests on.
-        by_tests=lambda wildcards: (
-            config["babble"]["tests"]
-            and config["models"][wildcards.model]["source"]["kind"] != "random"
-        ),
+        by_tests=config["babble"]["tests"],
         prompt_style=lookup(dpath="models/{model}/prompt_style", within=config),
     script:
         "../workflow/scripts/babble_metrics.py"

@@ -16,6 +16,10 @@ configuration.check_strategies(config)
 
 REPO = Path(workflow.basedir)
 MODELS = list(config["models"])
+# Models whose outputs are scored and analysed for babbling (not random-weight ones).
+EVALUATED_MODELS = configuration.evaluated_models(config)
+# Models with an architecture (a config.json in their folder): all but replayed completions.
+SHAPED_MODELS = [m for m in MODELS if config["models"][m]["source"]["kind"] != "replay"]
 WORKLOADS = list(config["workloads"])
 STRATEGIES = sorted(
     {s for w in config["workloads"] for s in configuration.strategies_of(config, w)}
@@ -40,12 +44,12 @@ RUN = "{model}/{workload}/{strategy}/rep{rep}"
 
 def run_files(pattern):
     """`pattern` (with the run wildcards) for every configured run: each workload with its
-    own strategies."""
+    own strategies (only `none` for models whose outputs are not evaluated)."""
     return [
         pattern.format(model=model, workload=workload, strategy=strategy, rep=rep)
         for model in MODELS
         for workload in WORKLOADS
-        for strategy in configuration.strategies_of(config, workload)
+        for strategy in configuration.strategies_of(config, workload, model)
         for rep in REPS
     ]
 

@@ -12,5 +12,9 @@ rule evaluate:
     params:
         evaluation=lookup(dpath="evaluation", within=config),
         prompt_style=lookup(dpath="models/{model}/prompt_style", within=config),
+        # Random weights write noise: their outputs are not scored (see outputs_evaluated).
+        scored=lambda wildcards: configuration.outputs_evaluated(
+            config, wildcards.model
+        ),
     script:
         "../workflow/scripts/evaluate.py"

@@ -4,6 +4,7 @@ FIGURES = [
     "token_cost_by_position",
     "savings_by_strategy",
     "energy_vs_accuracy",
+    "amplification_vs_kv_cache",
 ]
 
 
@@ -13,6 +14,7 @@ rule figures:
         summary="results/aggregate/summary.parquet",
         savings="results/aggregate/savings.parquet",
         amplification="results/aggregate/amplification.parquet",
+        shapes="results/aggregate/shapes.parquet",
         generations=run_files(f"results/generations/{RUN}.parquet"),
         tokens=expand(
             "results/generations/{model}/{workload}/none/rep{rep}.tokens.parquet",

@@ -6,6 +6,7 @@ rule report_html:
         babble="results/aggregate/babble.parquet",
         claims="results/aggregate/claims.parquet",
         amplification="results/aggregate/amplification.parquet",
+        shapes="results/aggregate/shapes.parquet",
         figures=expand("results/figures/{name}.png", name=FIGURES),
         idle="results/idle/power.parquet",
         models=expand("resources/models/{model}", model=MODELS),

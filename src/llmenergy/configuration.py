@@ -47,9 +47,25 @@ def check(config: dict[str, Any]) -> None:
             )
 
 
-def strategies_of(config: dict[str, Any], workload: str) -> list[str]:
-    """The stopping strategies a workload runs: its own list, else the global one."""
+def strategies_of(config: dict[str, Any], workload: str, model: str | None = None) -> list[str]:
+    """The stopping strategies a workload runs: its own list, else the global one; for a model
+    whose outputs are not evaluated only `none` (there is no answer to stop at in noise)."""
+    if model is not None and not outputs_evaluated(config, model):
+        return ["none"]
     return list(config["workloads"][workload].get("strategies") or config["strategies"])
+
+
+def outputs_evaluated(config: dict[str, Any], model: str) -> bool:
+    """Whether a model's outputs are scored, analysed for babbling and cut by strategies: all
+    but random-weight models, whose text is noise, unless their source sets
+    `evaluate_outputs` (to exercise those stages, as tests/configs/tiny.yaml does)."""
+    source = config["models"][model]["source"]
+    return source["kind"] != "random" or bool(source.get("evaluate_outputs", False))
+
+
+def evaluated_models(config: dict[str, Any]) -> list[str]:
+    """The models whose outputs are evaluated (outputs_evaluated), in config order."""
+    return [name for name in config["models"] if outputs_evaluated(config, name)]
 
 
 def check_strategies(config: dict[str, Any]) -> None:

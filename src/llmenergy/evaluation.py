@@ -9,6 +9,9 @@ Whether model output may run at all (config `evaluation`):
 - `isolation: bwrap` (the default): only inside bubblewrap. Where it is missing or cannot
   start, scores are null (`error_kind` "not-run:no-isolation") and the log says why.
 - `isolation: any`: also as a plain limited process, labelled so in the `sandbox` column.
+
+Random-weight models are not scored at all (`error_kind` "not-scored:random-weights"): their
+output is noise, so neither tests nor code similarity would say anything about it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from llmenergy import sandbox, scoring
 
 NOT_RUN = "not-run"
 NO_ISOLATION = "not-run:no-isolation"
+RANDOM_WEIGHTS = "not-scored:random-weights"
 KEYS = ("model", "workload", "strategy", "rep", "task_id")
 
 
@@ -58,6 +62,11 @@ def _row(record: dict[str, Any], **values: Any) -> dict[str, Any]:
     row.update({"passed": None, "code_sim": None, "error_kind": None, "sandbox": "none"})
     row.update({"check_s": None, **values})
     return row
+
+
+def unscored(generations: list[dict[str, Any]], reason: str) -> list[dict[str, Any]]:
+    """One null score row per record, with `reason` as its error kind."""
+    return [_row(record, error_kind=reason) for record in generations]
 
 
 def score(

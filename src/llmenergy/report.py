@@ -81,6 +81,26 @@ AMPLIFICATION_COLUMNS: list[tuple[str, str, str]] = [
     ("slope_j_per_prompt_token", "Slope", "J/token per prompt token"),
     ("points", "Tasks", ""),
 ]
+SHAPE_COLUMNS: list[tuple[str, str, str]] = [
+    ("model", "Model", ""),
+    ("attention", "Attention", ""),
+    ("parameters", "Parameters", ""),
+    ("layers", "Layers", ""),
+    ("heads", "Heads", "query"),
+    ("kv_heads", "KV heads", ""),
+    ("head_dim", "Head size", ""),
+    ("kv_cache_bytes_per_token", "KV cache", "bytes/token"),
+    ("flops_per_token_weights", "FLOPs per token", "weights"),
+    ("flops_per_context_token", "FLOPs per token", "per key attended"),
+    ("prompt_tokens_short", "Short prompt", "tokens"),
+    ("prefill_energy_j_short", "Prefill", "J/task"),
+    ("decode_j_per_token_short", "Decode", "J/token"),
+    ("prompt_tokens_long", "Long prompt", "tokens"),
+    ("prefill_energy_j_long", "Prefill", "J/task"),
+    ("decode_flops_per_token_long", "Decode FLOPs", "per token"),
+    ("decode_j_per_token_long", "Decode", "J/token"),
+    ("amplification_pct", "Amplification", "%"),
+]
 BABBLE_COLUMNS: list[tuple[str, str, str]] = [
     ("model", "Model", ""),
     ("workload", "Workload", ""),
@@ -171,6 +191,7 @@ def render(
     babbling: pl.DataFrame | None = None,
     claims: pl.DataFrame | None = None,
     amplification: pl.DataFrame | None = None,
+    shapes: pl.DataFrame | None = None,
 ) -> str:
     """The report's HTML."""
     path = Path(template_path)
@@ -187,6 +208,7 @@ def render(
         amplification=(
             table(amplification, AMPLIFICATION_COLUMNS) if amplification is not None else None
         ),
+        shapes=table(shapes, SHAPE_COLUMNS) if shapes is not None else None,
         figures={name: data_uri(png) for name, png in figures.items()},
         estimated=estimated_sources(summary),
         provenance=provenance,

@@ -1,14 +1,27 @@
-"""Aggregate every run: the summary, savings of each strategy, babbling.
+"""Aggregate every run: the summary, savings of each strategy, babbling, energy by shape.
 
-Inputs:  all generation records, their scores, babble metrics, idle power, the claims.
-Outputs: summary (+ CSV), savings, babble, amplification and claims tables: the report's
-         sources.
+Inputs:  all generation records, their scores, babble metrics, idle power, the claims, the
+         prepared model folders (their config.json: each model's shape).
+Outputs: summary (+ CSV), savings, babble, amplification, shapes and claims tables: the
+         report's sources.
 """
 
 import polars as pl
 import yaml
 
-from llmenergy import aggregate, claims, logs, records
+from llmenergy import aggregate, architectures, claims, logs, records
+
+
+def model_shapes(smk, log) -> dict:
+    """Each model's transformers config and bytes per cached value, from its folder; a model
+    whose config transformers cannot read is left out of the shapes table, and logged."""
+    shapes = {}
+    for name, folder in zip(smk.params.shaped_models, smk.input.models, strict=True):
+        try:
+            shapes[name] = architectures.folder_shape(folder, smk.params.dtypes[name])
+        except architectures.ArchitectureError as error:
+            log(f"no shape for {name}: {error}")
+    return shapes
 
 
 def main(smk) -> None:
@@ -24,10 +37,21 @@ def main(smk) -> None:
             summary.write_csv(tmp)
         savings = aggregate.savings(tasks)
         records.write_parquet_atomic(savings, smk.output.savings)
-        babbling = aggregate.babbling(aggregate.scan(smk.input.babble), smk.params.babble_threshold)
+        # Random-weight models have no babble metrics: with only those, the table is empty.
+        metrics = (
+            aggregate.scan(smk.input.babble)
+            if smk.input.babble
+            else records.frame([], records.BABBLE_SCHEMA).lazy()
+        )
+        babbling = aggregate.babbling(metrics, smk.params.babble_threshold)
         records.write_parquet_atomic(babbling, smk.output.babble)
         amplification = aggregate.amplification(tasks)
         records.write_parquet_atomic(amplification, smk.output.amplification)
+        shapes = model_shapes(smk, log)
+        by_shape = architectures.energy_by_shape(
+            aggregate.scan(smk.input.generations).collect(), shapes
+        )
+        records.write_parquet_atomic(by_shape, smk.output.shapes)
         tables = claims.Tables(
             summary,
             savings,

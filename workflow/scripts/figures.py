@@ -1,7 +1,7 @@
 """Draw the figures from the aggregated tables and the records.
 
-Inputs:  summary, savings and amplification tables; generation records; per-token timings of
-         the unsuppressed runs.
+Inputs:  summary, savings, amplification and shapes tables; generation records; per-token
+         timings of the unsuppressed runs.
 Outputs: one PNG (for the report) and one SVG per figure.
 """
 
@@ -33,6 +33,9 @@ def main(smk) -> None:
             pl.read_parquet(smk.input.savings), smk.output.savings_by_strategy
         )
         figures.energy_vs_accuracy(summary, smk.output.energy_vs_accuracy)
+        figures.amplification_vs_kv_cache(
+            pl.read_parquet(smk.input.shapes), smk.output.amplification_vs_kv_cache
+        )
         log(f"drew {len(figures_drawn(smk))} figures")
 
 

@@ -1,7 +1,7 @@
 """Render the HTML report.
 
-Inputs:  summary, savings and babble tables, figures, idle power, prepared models,
-         dataset manifests, template.
+Inputs:  summary, savings, babble, claims, amplification and shapes tables, figures, idle
+         power, prepared models, dataset manifests, template.
 Outputs: report.html, one self-contained file.
 """
 
@@ -32,6 +32,7 @@ def main(smk) -> None:
             "datasets": [json.loads(Path(m).read_text()) for m in smk.input.datasets],
         }
         facts["babble_threshold"] = smk.params.config["babble"]["threshold"]
+        facts["ignore_eos"] = smk.params.config["generation"]["ignore_eos"]
         html = report.render(
             smk.input.template,
             summary,
@@ -41,6 +42,7 @@ def main(smk) -> None:
             babbling=pl.read_parquet(smk.input.babble),
             claims=pl.read_parquet(smk.input.claims),
             amplification=pl.read_parquet(smk.input.amplification),
+            shapes=pl.read_parquet(smk.input.shapes),
         )
         records.write_text_atomic(html, smk.output[0])
         log(f"report written to {smk.output[0]}")
