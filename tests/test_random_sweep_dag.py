@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import polars as pl
@@ -13,9 +15,9 @@ import pytest
 import yaml
 from helpers.report_tables import assert_table_matches
 
-from llmenergy import architectures, report
+from llmenergy import architectures, report, sandbox
 
-from conftest import REPO, snakemake
+from conftest import REPO, snakemake, snakemake_command
 
 PAPER_RANDOM = yaml.safe_load((REPO / "config" / "paper-random.yaml").read_text())
 LAYERS = 2
@@ -41,6 +43,23 @@ def cut_to_cpu(config: dict) -> dict:
     config["generation"]["device"] = "cpu"
     config["energy"] = {"backend": "estimate", "idle_seconds": 0.2}
     return config
+
+
+def test_paper_random_plans_the_sweep_without_network(workdir: Path):
+    """`snakemake -n` on config/paper-random.yaml, in a network namespace of its own (no
+    interface but loopback): ten models, three workloads, 30 generations, no babbling."""
+    if not sandbox.detect().bwrap:
+        pytest.skip("bubblewrap cannot make a network namespace here")
+    command = snakemake_command(workdir, REPO / "config" / "paper-random.yaml", "-n")
+    offline = [shutil.which("bwrap") or "bwrap", "--dev-bind", "/", "/", "--unshare-net", "--"]
+    run = subprocess.run(
+        [*offline, *command], capture_output=True, text=True, timeout=300, cwd=workdir
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout + run.stderr, flags=re.MULTILINE))
+    assert counts["prepare_model"] == "10"
+    assert counts["generate"] == counts["evaluate"] == "30"
+    assert "babble_metrics" not in counts
 
 
 @pytest.mark.slow
