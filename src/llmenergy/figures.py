@@ -41,8 +41,12 @@ def save(fig: Any, out_png: str | Path) -> None:
     plt.close(fig)
 
 
-def _empty(ax: Any, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#666")
+def _legend_or_empty(ax: Any, empty: bool, message: str, **legend: Any) -> None:
+    """The legend of a figure with data; `message` in the middle of one without."""
+    if empty:
+        ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#666")
+    else:
+        ax.legend(frameon=False, **legend)
 
 
 def energy_per_phase(summary: pl.DataFrame, out_png: str | Path) -> None:
@@ -88,10 +92,7 @@ def decode_cost_vs_prompt(tasks: pl.DataFrame, fits: pl.DataFrame, out_png: str 
         ax.set_xlabel("Prompt length (tokens)")
         ax.set_ylabel(energy_label(tasks).replace("per task", "per decoded token"))
         ax.set_title("Decode energy per token against prompt length")
-        if rows.is_empty():
-            _empty(ax, "no measured decode energy")
-        else:
-            ax.legend(frameon=False, fontsize=8)
+        _legend_or_empty(ax, rows.is_empty(), "no measured decode energy", fontsize=8)
         save(fig, out_png)
 
 
@@ -119,10 +120,7 @@ def token_cost_by_position(tokens: pl.DataFrame, out_png: str | Path) -> None:
         ax.set_ylabel(f"{label} of the i-th token, mean over tasks")
         title = "Cost of each decoded token"
         ax.set_title(title if by_energy else title + " (time: no power timeline here)")
-        if means.is_empty():
-            _empty(ax, "no decoded tokens")
-        else:
-            ax.legend(frameon=False, fontsize=8)
+        _legend_or_empty(ax, means.is_empty(), "no decoded tokens", fontsize=8)
         save(fig, out_png)
 
 
@@ -142,10 +140,13 @@ def savings_by_strategy(savings: pl.DataFrame, out_png: str | Path) -> None:
         ax.set_xticks(xs, labels, fontsize=8)
         ax.set_ylabel("Saved against no suppression (%)")
         ax.set_title("Savings of each babbling-suppression strategy")
-        if labels:
-            ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        else:
-            _empty(ax, "no suppression strategy was run")
+        _legend_or_empty(
+            ax,
+            not labels,
+            "no suppression strategy was run",
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+        )
         save(fig, out_png)
 
 
@@ -168,10 +169,14 @@ def energy_vs_accuracy(summary: pl.DataFrame, out_png: str | Path) -> None:
         ax.set_xlabel(energy_label(summary))
         ax.set_ylabel("pass@1 (%)")
         ax.set_title("Energy against accuracy, per strategy")
-        if rows.is_empty():
-            _empty(ax, "no task with both energy and a pass/fail score")
-        else:
-            ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        _legend_or_empty(
+            ax,
+            rows.is_empty(),
+            "no task with both energy and a pass/fail score",
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+        )
         save(fig, out_png)
 
 
@@ -214,8 +219,10 @@ def amplification_vs_kv_cache(shapes: pl.DataFrame, out_png: str | Path) -> None
         estimated = any((row["energy_source"] or "").startswith("estimate") for row in rows)
         title = "Decode energy per token amplified by long prompts"
         ax.set_title(title + (" (estimated energy)" if estimated else ""))
-        if rows:
-            ax.legend(frameon=False, loc="upper left")
-        else:
-            _empty(ax, "no amplification: each model needs two workloads of different lengths")
+        _legend_or_empty(
+            ax,
+            not rows,
+            "no amplification: each model needs two workloads of different lengths",
+            loc="upper left",
+        )
         save(fig, out_png)

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from llmenergy import datasets
+from llmenergy import architectures, datasets
 
 PROVENANCE_FILE = "llmenergy-model.json"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -165,13 +165,10 @@ def prepare(name: str, spec: dict[str, Any], out_dir: str | Path, log: Any = pri
         # seed when the model is loaded, on its device (no multi-GB checkpoint on disk).
         log(f"describing a random {source['architecture']['model_type']} model")
         tokenizer = load_tokenizer_source(source["tokenizer"])
-        random_config(source, tokenizer).save_pretrained(tmp)
+        config = random_config(source, tokenizer)
+        config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        with torch.device("meta"):
-            from transformers import AutoModelForCausalLM
-
-            shape = AutoModelForCausalLM.from_config(random_config(source, tokenizer))
-        info["parameters"] = sum(p.numel() for p in shape.parameters())
+        info["parameters"] = architectures.counts(config).parameters
         info["seed"] = int(source.get("seed", 0))
     elif kind == "replay":
         log(f"replaying {source['completions']}: saving the tokenizer only")
