@@ -1,11 +1,12 @@
 """Config validation, wildcard constraints and the lists of jobs' files."""
 
 import re
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from llmenergy import claims, configuration, workloads
+from llmenergy import claims, configuration, preflight, workloads
 
 min_version("9.0")
 
@@ -42,16 +43,53 @@ wildcard_constraints:
 RUN = "{model}/{workload}/{strategy}/rep{rep}"
 
 
+# Every configured run: each workload with its own strategies (only `none` for models whose
+# outputs are not evaluated).
+RUNS = [
+    dict(model=model, workload=workload, strategy=strategy, rep=rep)
+    for model in MODELS
+    for workload in WORKLOADS
+    for strategy in configuration.strategies_of(config, workload, model)
+    for rep in REPS
+]
+
+
 def run_files(pattern):
-    """`pattern` (with the run wildcards) for every configured run: each workload with its
-    own strategies (only `none` for models whose outputs are not evaluated)."""
-    return [
-        pattern.format(model=model, workload=workload, strategy=strategy, rep=rep)
-        for model in MODELS
-        for workload in WORKLOADS
-        for strategy in configuration.strategies_of(config, workload, model)
-        for rep in REPS
-    ]
+    """`pattern` (with the run wildcards) for every configured run."""
+    return [pattern.format(**run) for run in RUNS]
+
+
+def pending_work():
+    """What is still to run, by the files that are missing (preflight.Pending)."""
+
+    def missing(pattern):
+        return frozenset(
+            (run["model"], run["workload"], run["strategy"])
+            for run in RUNS
+            if not Path(pattern.format(**run)).exists()
+        )
+
+    return preflight.Pending(
+        generations=missing(f"results/generations/{RUN}.parquet"),
+        scores=missing(f"results/scores/{RUN}.parquet"),
+        models=frozenset(
+            m for m in MODELS if not Path(f"resources/models/{m}").exists()
+        ),
+        datasets=frozenset(
+            d
+            for d in config["datasets"]
+            if not Path(f"resources/datasets/{d}/raw").exists()
+        ),
+        idle=not Path("results/idle/power.parquet").exists(),
+    )
+
+
+# Before any job: what the config asks of this machine (a sandbox, a counter, a GPU, the hub).
+# Not inside a job (it checks what it needs itself), nor where jobs run on other machines.
+if workflow.is_main_process and config["preflight"] == "here":
+    preflight.enforce(
+        config, pending_work(), warn=lambda line: print(line, file=sys.stderr)
+    )
 
 
 def workload_dataset(wildcards):

@@ -127,15 +127,28 @@ def test_replay_model_is_valid() -> None:
     jsonschema.validate(config, SCHEMA)
 
 
-def test_longbench_config_plans_without_network(workdir: Path) -> None:
-    """config/longbench.yaml on top of the default: the real LongBench jobs are planned."""
+def test_longbench_config_plans_and_needs_the_network(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config/longbench.yaml on top of the default: the real LongBench jobs are planned; where
+    the hub cannot be reached (here its address is a closed local port), the run stops first,
+    naming the dataset to download."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    configs = [str(REPO / "config" / "config.yaml"), str(REPO / "config" / "longbench.yaml")]
+    offline = snakemake(workdir, REPO / "config" / "config.yaml", "-n", "--configfile", *configs)
+    assert offline.returncode != 0
+    assert "datasets.longbench.source: downloaded from the Hugging Face hub" in (
+        offline.stdout + offline.stderr
+    )
     run = snakemake(
         workdir,
         REPO / "config" / "config.yaml",
         "-n",
         "--configfile",
-        str(REPO / "config" / "config.yaml"),
-        str(REPO / "config" / "longbench.yaml"),
+        *configs,
+        "--config",
+        "preflight=in-jobs",
     )
     assert run.returncode == 0, run.stderr[-3000:]
     output = run.stdout + run.stderr

@@ -89,6 +89,13 @@ def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
             pass_at_1=pl.col("passed").cast(pl.Float64).mean(),
             code_sim_mean=pl.col("code_sim").mean(),
             scored=(pl.col("passed").is_not_null() | pl.col("code_sim").is_not_null()).sum(),
+            # Completions that were never run (no sandbox here, or running them is off).
+            not_run=pl.col("error_kind").str.starts_with("not-run").sum(),
+            not_run_kinds=pl.col("error_kind")
+            .filter(pl.col("error_kind").str.starts_with("not-run"))
+            .unique()
+            .sort()
+            .str.join(","),
             sandbox=pl.col("sandbox").unique().sort().str.join(","),
         )
         .with_columns(

@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 import polars as pl
 
+KEYS_SHOWN = ("model", "workload", "strategy")
 # (column, heading, unit) of the summary table, in order.
 SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("model", "Model", ""),
@@ -177,6 +178,14 @@ def data_uri(png_path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(png_path).read_bytes()).decode()
 
 
+def not_run(summary: pl.DataFrame) -> list[dict[str, Any]]:
+    """The runs with completions that were never run, and why (for the report's banner)."""
+    if "not_run" not in summary.columns:
+        return []
+    rows = summary.filter(pl.col("not_run") > 0)
+    return rows.select(*KEYS_SHOWN, "not_run", "not_run_kinds").to_dicts()
+
+
 def estimated_sources(summary: pl.DataFrame) -> list[str]:
     sources = summary["energy_source"].unique().sort().to_list()
     return [s for s in sources if s.startswith("estimate")]
@@ -211,6 +220,7 @@ def render(
         shapes=table(shapes, SHAPE_COLUMNS) if shapes is not None else None,
         figures={name: data_uri(png) for name, png in figures.items()},
         estimated=estimated_sources(summary),
+        not_run=not_run(summary),
         provenance=provenance,
     )
 
