@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# The main job: set up the environment if needed, run the whole workflow, say where the report is.
+# The main job: set up the environment if needed, run the whole workflow, then say in a few
+# lines where the report is, each claim's verdict and how many tasks were generated and scored.
 # Extra arguments go to Snakemake, e.g. ./run.sh --configfile config/paper.yaml
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 scripts/ensure-env.sh
 export PATH="$PWD/.venv/bin:$PATH"
 snakemake --cores all "$@"
-echo "Report: $PWD/results/report/report.html"
+for arg in "$@"; do
+    case "$arg" in --dry-run | --dryrun | -n* | -[!-]*n*) exit 0 ;; esac  # nothing ran: no summary
+done
+echo
+python -m llmenergy.run_summary results

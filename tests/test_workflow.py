@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -71,6 +73,20 @@ def test_tiny_dag_end_to_end(workdir: Path):
         workdir / "results/scores/tiny-random/humaneval-0shot/none/rep1.parquet"
     )
     assert scores["sandbox"].to_list() == [sandbox.detect().label] * 3
+
+    # What the main command prints at the end (run.sh).
+    said = subprocess.run(
+        [sys.executable, "-m", "llmenergy.run_summary", "results"],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        check=True,
+    ).stdout.splitlines()
+    assert said[0] == f"Report: {workdir.resolve() / 'results/report/report.html'}"
+    assert said[1] == "Tasks: 6 generated in 2 runs, 6 scored"
+    assert said[2].startswith("Energy: on estimated energy (estimate:cpu-time)")
+    verdicts = [line.split("  ", 2)[1] for line in said[4:]]
+    assert verdicts == claims["verdict"].to_list()
 
     again = snakemake(workdir, config)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -1,0 +1,60 @@
+"""The few lines the main command ends with: where the report is, each claim's verdict, how
+many tasks were generated and scored, and what energy the numbers rest on.
+
+Reads `results/aggregate/summary.parquet` and `claims.parquet`; run as
+`python -m llmenergy.run_summary [RESULTS]` from the folder the workflow ran in.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from llmenergy import claims as claims_module
+from llmenergy import report
+
+
+def _value(row: dict) -> str:
+    if row["value"] is None:
+        return "-"
+    text = report.format_value("value", row["value"])
+    if row["low"] is not None and row["high"] is not None:
+        text += f" [{report.format_value('low', row['low'])}, "
+        text += f"{report.format_value('high', row['high'])}]"
+    return f"{text} {row['unit']}".rstrip()
+
+
+def lines(results: Path) -> list[str]:
+    """The summary's lines for a finished run in `results`."""
+    summary = pl.read_parquet(results / "aggregate" / "summary.parquet")
+    claims = pl.read_parquet(results / "aggregate" / "claims.parquet")
+    generated = int(summary["records"].sum())
+    scored = int(summary["scored"].sum())
+    not_run = int(summary["not_run"].sum()) if "not_run" in summary.columns else 0
+    runs = summary.select("model", "workload", "strategy").unique().height
+    out = [
+        f"Report: {(results / 'report' / 'report.html').resolve()}",
+        f"Tasks: {generated} generated in {runs} runs, {scored} scored"
+        + (f", {not_run} not run (no sandbox here; see the report)" if not_run else ""),
+        f"Energy: {claims_module.energy_basis(summary)}",
+        "Claims:",
+    ]
+    width = max((len(v) for v in claims["verdict"].to_list()), default=0)
+    for row in claims.iter_rows(named=True):
+        out.append(f"  {row['verdict']:<{width}}  {row['claim']}: ours {_value(row)}")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    results = Path(argv[0] if argv else "results")
+    if not (results / "aggregate" / "claims.parquet").is_file():
+        print(f"no finished run in {results}/ (no aggregate/claims.parquet)", file=sys.stderr)
+        return 1
+    print("\n".join(lines(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
