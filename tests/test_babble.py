@@ -4,6 +4,7 @@ the text arrives whole, character by character or in random pieces."""
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 
@@ -189,15 +190,38 @@ def test_oracle_cuts_at_first_passing_line():
     assert check.seen[0] == "    x = a"
 
 
-def test_oracle_does_not_block_decoding():
-    check = FakeCheck(delay_s=0.3)
-    oracle = babble.OracleStopper(check, header=PROMPT)
-    import time
+class HeldCheck:
+    """A check that, once started, holds until the test releases it (or `hold_s` passes)."""
 
-    start = time.perf_counter()
-    for line in ["    x = a\n", "    y = b\n", "    return a + b\n", "    z = 1\n"]:
-        oracle.feed(line)
-    assert time.perf_counter() - start < 0.1  # feeding never waits for a check
+    def __init__(self, hold_s: float = 10.0):
+        self.seen: list[str] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.finished = threading.Event()
+        self.hold_s = hold_s
+
+    def __call__(self, output: str) -> tuple[bool, float, float]:
+        self.seen.append(output)
+        self.started.set()
+        self.release.wait(self.hold_s)
+        self.finished.set()
+        return "return a + b" in output, 0.0, 0.0
+
+
+def test_oracle_does_not_block_decoding():
+    """Feeding never waits for a check: lines fed while a check is in flight return before
+    it ends (it cannot end before the test lets it, unless a feed blocked for `hold_s`), and
+    candidates found meanwhile replace each other instead of queueing."""
+    check = HeldCheck()
+    oracle = babble.OracleStopper(check, header=PROMPT)
+    lines = ["    x = a\n", "    y = b\n", "    return a + b\n", "    z = 1\n"]
+    assert oracle.feed(lines[0]) is None
+    assert check.started.wait(5)  # the first candidate's check is in flight, and holds
+    for line in lines[1:]:
+        assert oracle.feed(line) is None
+    assert not check.finished.is_set(), "a feed waited for the check in flight"
+    check.release.set()
     assert babble.wait_for(lambda: oracle.passed_at is not None, 5)
     oracle.finish()
-    assert len(check.seen) < 4  # stale candidates were replaced, not queued
+    # The check in flight, then only the newest of the three candidates found meanwhile.
+    assert check.seen == ["    x = a", "".join(lines).rstrip()]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+import os
 import signal
 import subprocess
 import time
@@ -16,6 +18,7 @@ from llmenergy import aggregate, energy, generation, records
 
 from conftest import load_tiny_config, snakemake, snakemake_command
 
+KILL_IN_WRITE = Path(__file__).parent / "helpers" / "kill_in_write"
 PROMPT = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
 
 
@@ -70,25 +73,56 @@ def test_windows_too_short_are_null_and_flagged(tiny_model):
 
 class TimelineMeter(energy.EstimateMeter):
     """An estimate meter with a constant 40 W power timeline, standing in for the GPU
-    PowerMonitor that cannot exist on a machine without NVML."""
+    PowerMonitor that cannot exist on a machine without NVML. It keeps the intervals it was
+    asked about."""
 
     WATTS = 40.0
 
     def interval_energies(self, intervals):
+        self.intervals = list(intervals)
         samples = [(t, self.WATTS) for t in (time.time() - 600, time.time() + 600)]
         return [energy.integrate_power(samples, a, b) for a, b in intervals]
 
 
-def test_per_token_energy_from_power_timeline(tiny_model):
+class ThreadClock:
+    """Stands in for the `time` module in `generation`: its perf_counter() and time() read
+    this thread's CPU time (time() shifted to the wall clock's range). The decoding loop reads
+    the two clocks at different moments; on a busy machine the process can wait for a core
+    between any two reads, and on the real clocks the wait would count as a gap between
+    phases. On this clock nothing passes while the thread waits, so what lies between the
+    reads is only the few statements that run there."""
+
+    def __init__(self) -> None:
+        self.offset = time.time() - time.thread_time()
+
+    def perf_counter(self) -> float:
+        return time.thread_time()
+
+    def time(self) -> float:
+        return time.thread_time() + self.offset
+
+
+def test_per_token_energy_from_power_timeline(tiny_model, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(generation, "time", ThreadClock())
     meter = TimelineMeter(10.0)
-    input_ids = generation.encode(tiny_model, PROMPT, "completion")
-    decoded = generation.decode_greedy(tiny_model, input_ids, 10, meter)
+    loaded = dataclasses.replace(tiny_model, eos_token_ids=frozenset())  # all 10 tokens
+    input_ids = generation.encode(loaded, PROMPT, "completion")
+    decoded = generation.decode_greedy(loaded, input_ids, 10, meter)
     assert all(e is not None for e in decoded.token_energies_j)
+    # One interval per decoded token, each starting where the one before ended.
+    tokens = meter.intervals[1:]
+    assert len(tokens) == len(decoded.token_ids) - 1 == 9
+    assert all(b[0] == a[1] for a, b in itertools.pairwise(tokens))
+    gaps = [b - a for a, b in itertools.pairwise(decoded.token_times_s)]
+    # What separates the clock reads that delimit the tokens and the decode window is a few
+    # statements (microseconds of CPU); a tenth of the shortest token is far more, and far
+    # less than a token's interval lost, doubled, or stretched over prefill.
+    slack_j = TimelineMeter.WATTS * min(gaps) / 10
+    # Together they cover the decode window, up to what runs outside every token.
     decode_tokens = sum(decoded.token_energies_j[1:])
-    assert decode_tokens == pytest.approx(TimelineMeter.WATTS * decoded.decode_s, rel=0.05)
-    gaps = [b - a for a, b in zip(decoded.token_times_s, decoded.token_times_s[1:], strict=False)]
+    assert decode_tokens == pytest.approx(TimelineMeter.WATTS * decoded.decode_s, abs=slack_j)
     for token_energy, gap in zip(decoded.token_energies_j[1:], gaps, strict=True):
-        assert token_energy == pytest.approx(TimelineMeter.WATTS * gap, rel=0.1, abs=2e-3)
+        assert token_energy == pytest.approx(TimelineMeter.WATTS * gap, abs=slack_j)
 
 
 def test_no_timeline_gives_null_token_energy(tiny_model):
@@ -159,34 +193,46 @@ def test_forced_zeus_without_counters_fails_before_generation(workdir: Path):
 
 
 def test_killed_generation_leaves_nothing_and_reruns(workdir: Path):
-    """Kill the workflow while `generate` is mid-way: no output file remains, and a rerun
-    completes the job."""
+    """Kill the workflow (SIGKILL, as a power loss would) from inside `generate`'s first
+    Parquet write, half written and before any rename: no output file exists at its final
+    name, and a rerun completes the job."""
     config = load_tiny_config()
-    config["workloads"]["humaneval-0shot"]["max_new_tokens"] = 200
     config["workloads"]["humaneval-0shot"]["limit"] = 8
-    log = workdir / "logs/generate/tiny-random/humaneval-0shot/none/rep1.log"
-    records_path = workdir / "results/generations/tiny-random/humaneval-0shot/none/rep1.parquet"
+    outputs = workdir / "results/generations/tiny-random/humaneval-0shot/none"
+    records_path = outputs / "rep1.parquet"
+    tokens_path = outputs / "rep1.tokens.parquet"
+    marker = workdir.parent / "killed-in-write"
+    environment = {
+        **os.environ,
+        # Every Python process of the run loads the killer (it acts in generate alone).
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(KILL_IN_WRITE), os.environ.get("PYTHONPATH")])
+        ),
+        "LLMENERGY_KILL_IN_WRITE": str(outputs),
+        "LLMENERGY_KILL_MARKER": str(marker),
+    }
     process = subprocess.Popen(
         snakemake_command(workdir, config, "--until", "generate"),
         cwd=workdir,
+        env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 180
-        while not (log.exists() and "[2/8]" in log.read_text()):
-            assert time.monotonic() < deadline, "generation did not start"
-            assert process.poll() is None, "the workflow ended before it could be killed"
-            time.sleep(0.05)
+        process.wait(timeout=600)
     finally:
-        process.send_signal(signal.SIGKILL)
+        # Only needed if it did not kill itself: then the assertions below fail.
         subprocess.run(["pkill", "-KILL", "-g", str(process.pid)], check=False)
         process.wait()
+    assert marker.exists(), "the workflow was not killed inside a write"
+    assert Path(marker.read_text()).parent == outputs
+    assert process.returncode == -signal.SIGKILL  # Snakemake itself had no chance to clean up
     assert not records_path.exists()
-    assert not list(records_path.parent.glob(".*")), "a temporary file was left behind"
+    assert not tokens_path.exists()  # the file whose write was cut
     # A killed Snakemake leaves its lock, as after a power loss: unlock, then run again.
     assert snakemake(workdir, config, "--unlock").returncode == 0
     rerun = snakemake(workdir, config, "--until", "generate")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert pl.read_parquet(records_path).height == 8
+    assert pl.read_parquet(tokens_path)["task_id"].n_unique() == 8

@@ -2,8 +2,11 @@
 
 Usage: python zeus_generation.py MODEL_DIR MAX_NEW_TOKENS MIN_WINDOW_S
 Run in a fresh process so that Zeus probes RAPL after the fabricated tree exists. It prints
-READY once Zeus's wrap-around trackers are up, and waits for a line on stdin before measuring,
-so the caller can place a counter wrap-around inside the decode window.
+READY once Zeus's wrap-around trackers are up, and waits for a line on stdin before measuring.
+Between the prefill and the decode window it prints DECODE and waits for another line, so the
+caller can let the decode window begin just before a counter wrap-around. The record also
+holds `windows`: each window's perf_counter() times taken just before `begin` and just after
+`end`, which enclose the moments Zeus read the counters.
 """
 
 from __future__ import annotations
@@ -12,12 +15,37 @@ import dataclasses
 import json
 import sys
 import time
+from typing import Any
 
 import torch
 
 from llmenergy import energy, generation, models
 
 PROMPT = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
+
+
+class Bracketed:
+    """A meter whose windows are timed from outside, and whose decode window waits for the
+    caller's go-ahead first (outside any window, so the wait is measured by neither)."""
+
+    def __init__(self, meter: energy.Meter) -> None:
+        self.meter = meter
+        self.windows: dict[str, list[float]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.meter, name)
+
+    def begin(self, name: str) -> None:
+        if name == "decode":
+            print("DECODE", flush=True)
+            sys.stdin.readline()
+        self.windows[name] = [time.perf_counter()]  # a repeated prefill keeps its last window
+        self.meter.begin(name)
+
+    def end(self, name: str) -> energy.Reading:
+        reading = self.meter.end(name)
+        self.windows[name].append(time.perf_counter())
+        return reading
 
 
 def main() -> None:
@@ -33,10 +61,11 @@ def main() -> None:
     time.sleep(3.0)  # Zeus's wrap-around trackers are spawned processes: let them start
     print("READY", flush=True)
     sys.stdin.readline()
-    decoded = generation.decode_greedy(loaded, input_ids, max_new_tokens, meter, 256)
+    bracketed = Bracketed(meter)
+    decoded = generation.decode_greedy(loaded, input_ids, max_new_tokens, bracketed, 256)
     record = dataclasses.asdict(decoded)
     record.pop("token_ids")
-    record["finished_at"] = time.perf_counter()
+    record["windows"] = bracketed.windows
     print(json.dumps(record), flush=True)
 
 
