@@ -180,10 +180,13 @@ def test_energy_above_idle():
 
 
 def test_forced_zeus_without_counters_fails_before_generation(workdir: Path):
+    """Where jobs check for themselves (preflight: in-jobs, as on a cluster), the meter fails
+    before the first task; tests/test_preflight.py stops the same run before any job."""
     if energy.available_counters().any:
         pytest.skip("this machine has energy counters")
     config = load_tiny_config()
     config["energy"]["backend"] = "zeus"
+    config["preflight"] = "in-jobs"
     run = snakemake(workdir, config, "--until", "generate", "--keep-going")
     assert run.returncode != 0
     logs = "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
