@@ -15,7 +15,8 @@ from typing import Any
 import jinja2
 import polars as pl
 
-KEYS_SHOWN = ("model", "workload", "strategy")
+from llmenergy import aggregate
+
 # (column, heading, unit) of the summary table, in order.
 SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("model", "Model", ""),
@@ -183,7 +184,7 @@ def not_run(summary: pl.DataFrame) -> list[dict[str, Any]]:
     if "not_run" not in summary.columns:
         return []
     rows = summary.filter(pl.col("not_run") > 0)
-    return rows.select(*KEYS_SHOWN, "not_run", "not_run_kinds").to_dicts()
+    return rows.select(*aggregate.KEYS, "not_run", "not_run_kinds").to_dicts()
 
 
 def estimated_sources(summary: pl.DataFrame) -> list[str]:
