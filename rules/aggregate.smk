@@ -10,7 +10,6 @@ rule aggregate:
             workload=WORKLOADS,
             rep=REPS,
         ),
-        idle="results/idle/power.parquet",
         claims=REPO / "config" / "claims.yaml",
         models=expand("resources/models/{model}", model=SHAPED_MODELS),
     output:

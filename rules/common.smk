@@ -80,7 +80,6 @@ def pending_work():
             for d in config["datasets"]
             if not Path(f"resources/datasets/{d}/raw").exists()
         ),
-        idle=not Path("results/idle/power.parquet").exists(),
     )
 
 

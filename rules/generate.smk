@@ -1,24 +1,10 @@
-rule measure_idle:
-    """Measure idle power before any run, as a baseline for energy above idle."""
-    output:
-        "results/idle/power.parquet",
-    log:
-        "logs/measure_idle.log",
-    resources:
-        measure=1,  # nothing else may run while the machine is measured idle
-    params:
-        energy=config["energy"],
-    script:
-        "../workflow/scripts/measure_idle.py"
-
-
 rule generate:
     """Decode every task of one workload with one model and one stopping strategy,
-    measuring prefill and decode energy per task."""
+    measuring prefill and decode energy per task on the model's own device, and that
+    device's idle power after warm-up."""
     input:
         workload="results/workloads/{workload}.parquet",
         model="resources/models/{model}",
-        idle="results/idle/power.parquet",
         completions=replay_completions,  # a replay model's file: editing it re-runs its jobs
     output:
         records=f"results/generations/{RUN}.parquet",

@@ -8,7 +8,6 @@ rule report_html:
         amplification="results/aggregate/amplification.parquet",
         shapes="results/aggregate/shapes.parquet",
         figures=expand("results/figures/{name}.png", name=FIGURES),
-        idle="results/idle/power.parquet",
         models=expand("resources/models/{model}", model=MODELS),
         datasets=expand(
             "resources/datasets/{dataset}/manifest.json",

@@ -124,11 +124,6 @@ def test_open_meter_zeus_without_counters_fails_clearly(no_counters: energy.Coun
         energy.open_meter({"backend": "zeus", "watts_per_core": 10})
 
 
-def test_zeus_meter_refuses_empty_counters() -> None:
-    with pytest.raises(energy.EnergyUnavailableError, match="zeus"):
-        energy.ZeusMeter(energy.Counters(gpu_indices=(), cpu_indices=()))
-
-
 @pytest.mark.parametrize("backend", ["nvml", "Estimate", "", None])
 def test_open_meter_unknown_backend(backend: object) -> None:
     with pytest.raises(ValueError, match=r"energy\.backend"):
@@ -136,20 +131,38 @@ def test_open_meter_unknown_backend(backend: object) -> None:
 
 
 @pytest.mark.parametrize(
-    ("gpus", "cpus", "dram", "label"),
+    ("device", "gpus", "cpus", "override", "expected"),
     [
-        ((0,), (), False, "zeus:gpu"),
-        ((0, 1), (), True, "zeus:gpu"),
-        ((), (0,), False, "zeus:cpu"),
-        ((), (0, 1), True, "zeus:cpu+dram"),
-        ((0,), (0,), False, "zeus:gpu+cpu"),
-        ((0,), (0,), True, "zeus:gpu+cpu+dram"),
+        ("cuda:1", (0, 1, 2, 3), (0,), None, energy.Accelerator("gpu", (1,))),  # its own GPU
+        ("cuda", (0, 1), (), None, energy.Accelerator("gpu", (0,))),
+        ("cuda:2", (0, 1), (0,), None, None),  # not visible: no counter for it
+        ("cpu", (0, 1), (0, 1), None, energy.Accelerator("cpu-package", (0, 1))),
+        ("cpu", (0, 1), (), None, None),  # GPUs beside a CPU model are not its device
+        ("cpu", (0, 1, 2), (), [2], energy.Accelerator("gpu", (2,))),  # energy.gpus names it
+        ("cuda:0", (0, 1, 2), (0,), [1, 2], energy.Accelerator("gpu", (1, 2))),
     ],
 )
-def test_zeus_source_labels(
-    gpus: tuple[int, ...], cpus: tuple[int, ...], dram: bool, label: str
-) -> None:
-    assert energy.zeus_source(energy.Counters(gpu_indices=gpus, cpu_indices=cpus), dram) == label
+def test_accelerator_is_the_models_device(device, gpus, cpus, override, expected) -> None:
+    counters = energy.Counters(gpu_indices=gpus, cpu_indices=cpus)
+    assert energy.accelerator_for(device, counters, override) == expected
+
+
+def test_energy_gpus_naming_a_missing_gpu_fails_clearly() -> None:
+    with pytest.raises(energy.EnergyUnavailableError, match=r"energy\.gpus.*\[5\].*\[0, 1\]"):
+        energy.accelerator_for("cpu", energy.Counters((0, 1), ()), [5])
+
+
+def test_estimate_meter_says_it_is_an_estimate() -> None:
+    meter = energy.EstimateMeter(WATTS)
+    assert (meter.measured, meter.device, meter.covers_cpu, meter.host_source) == (
+        False,
+        "estimate",
+        False,
+        None,
+    )
+    meter.begin("w")
+    reading = meter.end("w")
+    assert not reading.measured and reading.device == "estimate" and reading.host_energy_j is None
 
 
 def test_counters_any() -> None:

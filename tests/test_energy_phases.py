@@ -22,23 +22,23 @@ KILL_IN_WRITE = Path(__file__).parent / "helpers" / "kill_in_write"
 PROMPT = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
 
 
-def test_integrate_power_constant_and_ramp():
-    flat = [(0.0, 10.0), (1.0, 10.0), (2.0, 10.0)]
-    assert energy.integrate_power(flat, 0.25, 1.75) == pytest.approx(15.0)
-    ramp = [(0.0, 0.0), (2.0, 20.0)]  # P(t) = 10 t
-    assert energy.integrate_power(ramp, 0.5, 1.5) == pytest.approx(10.0)  # 5 (t^2) from .5 to 1.5
-    # Outside the samples the power is held at the nearest sample.
-    assert energy.integrate_power(ramp, 2.0, 3.0) == pytest.approx(20.0)
+def test_held_energy_holds_each_sample_until_the_next():
+    # Change-only samples, as Zeus keeps them: 10 W from t=0, 30 W from t=1.
+    steps = [(0.0, 10.0), (1.0, 30.0)]
+    assert energy.held_energy(steps, 0.25, 0.75) == pytest.approx(5.0)
+    assert energy.held_energy(steps, 0.5, 1.5) == pytest.approx(5.0 + 15.0)  # not a ramp
+    assert energy.held_energy(steps, 2.0, 3.0) == pytest.approx(30.0)  # held after the last
+    assert energy.held_energy(steps, -1.0, 0.5) is None  # nothing known before the first
     with pytest.raises(ValueError, match="ends before"):
-        energy.integrate_power(flat, 1.0, 0.5)
+        energy.held_energy(steps, 1.0, 0.5)
 
 
 def test_intervals_partition_the_energy():
     """Per-token energies over adjacent intervals add up to the whole window's energy."""
     timeline = [(t / 10, 50 + 30 * math.sin(t)) for t in range(40)]
     edges = [0.05 + 0.137 * i for i in range(25)]
-    parts = [energy.integrate_power(timeline, a, b) for a, b in itertools.pairwise(edges)]
-    assert sum(parts) == pytest.approx(energy.integrate_power(timeline, edges[0], edges[-1]))
+    parts = [energy.held_energy(timeline, a, b) for a, b in itertools.pairwise(edges)]
+    assert sum(parts) == pytest.approx(energy.held_energy(timeline, edges[0], edges[-1]))
 
 
 def test_repeats_for():
@@ -81,7 +81,7 @@ class TimelineMeter(energy.EstimateMeter):
     def interval_energies(self, intervals):
         self.intervals = list(intervals)
         samples = [(t, self.WATTS) for t in (time.time() - 600, time.time() + 600)]
-        return [energy.integrate_power(samples, a, b) for a, b in intervals]
+        return [energy.held_energy(samples, a, b) for a, b in intervals]
 
 
 class ThreadClock:
@@ -134,7 +134,8 @@ def test_no_timeline_gives_null_token_energy(tiny_model):
 
 def test_energy_above_idle():
     rows = [
-        {
+        dict.fromkeys(records.GENERATION_SCHEMA)
+        | {
             "model": "m",
             "model_revision": "r1",
             "workload": "w",
@@ -149,7 +150,10 @@ def test_energy_above_idle():
             "decode_s": 2.0,
             "prefill_energy_j": 10.0,
             "decode_energy_j": 50.0,
-            "energy_source": "zeus:gpu",
+            "energy_source": "zeus:nvml",
+            "metered_device": "gpu:0 simulated",
+            "energy_measured": True,
+            "idle_power_w": 4.0,  # as the generation job measured it after warm-up
             "prefill_repeats": 1,
             "energy_flags": "",
             "check_s": 0.0,
@@ -166,16 +170,15 @@ def test_energy_above_idle():
         ],
         records.SCORE_SCHEMA,
     ).lazy()
-    idle = pl.LazyFrame({"energy_source": ["zeus:gpu"], "power_w": [4.0]})
-    row = aggregate.summarize(aggregate.per_task(generations, scores, idle)).row(0, named=True)
+    row = aggregate.summarize(aggregate.per_task(generations, scores)).row(0, named=True)
     assert row["idle_power_w"] == 4.0
     assert row["total_energy_j_mean"] == pytest.approx(60.0)
     assert row["prefill_above_idle_j_mean"] == pytest.approx(10.0 - 4.0 * 0.5)
     assert row["decode_above_idle_j_mean"] == pytest.approx(50.0 - 4.0 * 2.0)
     assert row["total_above_idle_j_mean"] == pytest.approx(60.0 - 4.0 * 2.5)
-    # Idle measured by another kind of meter is not subtracted.
-    other = pl.LazyFrame({"energy_source": ["estimate:cpu-time"], "power_w": [4.0]})
-    row = aggregate.summarize(aggregate.per_task(generations, scores, other)).row(0, named=True)
+    # A job that measured no idle power has no energy above idle.
+    unmeasured = generations.with_columns(idle_power_w=pl.lit(None, pl.Float64))
+    row = aggregate.summarize(aggregate.per_task(unmeasured, scores)).row(0, named=True)
     assert row["idle_power_w"] is None and row["total_above_idle_j_mean"] is None
 
 
@@ -190,7 +193,7 @@ def test_forced_zeus_without_counters_fails_before_generation(workdir: Path):
     run = snakemake(workdir, config, "--until", "generate", "--keep-going")
     assert run.returncode != 0
     logs = "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
-    assert "energy.backend is 'zeus' but neither NVML (GPU) nor RAPL (CPU)" in logs
+    assert "energy.backend is 'zeus' but the model's device cpu has no counter" in logs
     assert "[1/3]" not in logs  # no task was generated
     assert not list((workdir / "results").rglob("rep1.parquet"))
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import load_tiny_config, snakemake
 
 # Jobs that feed every model and depend on none: adding a model must not re-run them.
-UPSTREAM = {"fetch_dataset", "build_workload", "measure_idle"}
+UPSTREAM = {"fetch_dataset", "build_workload"}
 
 
 def planned(output: str) -> set[tuple[str, str | None]]:

@@ -103,7 +103,8 @@ def _generation(
     decode_j: float | None,
     source: str,
 ) -> dict[str, Any]:
-    return {
+    measured = not source.startswith("estimate")
+    return dict.fromkeys(records.GENERATION_SCHEMA) | {
         "model": model,
         "model_revision": "r1",
         "workload": workload,
@@ -119,6 +120,9 @@ def _generation(
         "prefill_energy_j": prefill_j,
         "decode_energy_j": decode_j,
         "energy_source": source,
+        "metered_device": "gpu:0 test" if measured else "estimate",
+        "energy_measured": measured,
+        "energy_covers_cpu": False,
         "prefill_repeats": 1,
         "energy_flags": "",
         "check_s": None,

@@ -20,7 +20,6 @@ DAG_RULES = {
     "fetch_dataset",
     "build_workload",
     "prepare_model",
-    "measure_idle",
     "generate",
     "evaluate",
     "aggregate",

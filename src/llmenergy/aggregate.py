@@ -1,9 +1,11 @@
 """Aggregation of generation and score records into one summary table (Polars, lazy).
 
 One summary row per model x workload x strategy x energy source. Energy means are over the
-tasks whose energy was measured (`energy_tasks` says how many); a mean over none is null.
-Energy is reported gross and above idle: idle power (measured by the same kind of meter before
-the runs) times the phase's duration is subtracted.
+tasks whose energy was measured (`energy_tasks` says how many; `prefill_null_tasks` and
+`decode_null_tasks` how many each phase lost); a mean over none is null. Energy is the
+accelerator's (the device that ran the model, `metered_device`), gross and above idle: the idle
+power each generation job measured on that device times the phase's duration is subtracted.
+Host energy (RAPL beside a GPU) has its own columns and never enters the claims.
 """
 
 from __future__ import annotations
@@ -25,23 +27,14 @@ def scan(paths: Sequence[str | Path]) -> pl.LazyFrame:
     return pl.scan_parquet([str(p) for p in paths])
 
 
-def per_task(
-    generations: pl.LazyFrame, scores: pl.LazyFrame, idle: pl.LazyFrame | None = None
-) -> pl.LazyFrame:
-    """Generation records joined with their scores and the idle power of their meter, one row
-    per task and repetition."""
+def per_task(generations: pl.LazyFrame, scores: pl.LazyFrame) -> pl.LazyFrame:
+    """Generation records joined with their scores, one row per task and repetition."""
     columns = [*KEYS, "rep", "task_id", "passed", "error_kind", "sandbox"]
     if "code_sim" in scores.collect_schema().names():
         score_columns = scores.select([*columns, "code_sim"])
     else:  # HumanEval-only score files of older runs
         score_columns = scores.select(columns).with_columns(code_sim=pl.lit(None, pl.Float64))
     joined = generations.join(score_columns, on=[*KEYS, "rep", "task_id"], how="left")
-    if idle is None:
-        joined = joined.with_columns(idle_power_w=pl.lit(None, dtype=pl.Float64))
-    else:
-        # Idle power counts only for rows measured by the same kind of meter.
-        idle_power = idle.select("energy_source", idle_power_w=pl.col("power_w"))
-        joined = joined.join(idle_power, on="energy_source", how="left")
     return joined.with_columns(
         total_energy_j=pl.col("prefill_energy_j") + pl.col("decode_energy_j"),
         prefill_above_idle_j=pl.col("prefill_energy_j")
@@ -71,7 +64,19 @@ def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
             prefill_energy_j_mean=pl.col("prefill_energy_j").filter(measured).mean(),
             decode_energy_j_mean=pl.col("decode_energy_j").filter(measured).mean(),
             total_energy_j_mean=pl.col("total_energy_j").filter(measured).mean(),
-            idle_power_w=pl.col("idle_power_w").first(),
+            metered_device=pl.col("metered_device").unique().sort().str.join(","),
+            energy_measured=pl.col("energy_measured").all(),
+            idle_power_w=pl.col("idle_power_w").mean(),
+            prefill_null_tasks=pl.col("prefill_energy_j").is_null().sum(),
+            decode_null_tasks=pl.col("decode_energy_j").is_null().sum(),
+            subtracted_tasks=pl.col("energy_flags").str.contains("decode-by-subtraction").sum(),
+            host_energy_source=pl.col("host_energy_source")
+            .drop_nulls()
+            .unique()
+            .sort()
+            .str.join(","),
+            prefill_host_energy_j_mean=pl.col("prefill_host_energy_j").mean(),
+            decode_host_energy_j_mean=pl.col("decode_host_energy_j").mean(),
             prefill_above_idle_j_mean=pl.col("prefill_above_idle_j").filter(measured).mean(),
             decode_above_idle_j_mean=pl.col("decode_above_idle_j").filter(measured).mean(),
             total_above_idle_j_mean=pl.col("total_above_idle_j").filter(measured).mean(),
@@ -115,20 +120,20 @@ def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
 
 
 def aggregate(
-    generation_paths: Sequence[str | Path],
-    score_paths: Sequence[str | Path],
-    idle_path: str | Path | None = None,
+    generation_paths: Sequence[str | Path], score_paths: Sequence[str | Path]
 ) -> pl.DataFrame:
-    idle = pl.scan_parquet(str(idle_path)) if idle_path is not None else None
-    return summarize(per_task(scan(generation_paths), scan(score_paths), idle))
+    return summarize(per_task(scan(generation_paths), scan(score_paths)))
 
 
 def with_check_energy(tasks: pl.LazyFrame) -> pl.LazyFrame:
     """Total energy including the stopping strategy's own checks. Checks run on the CPU in
-    other processes: a meter that reads the CPU package (RAPL) has them in its windows
-    already; for the others their estimated energy is added."""
-    metered_cpu = pl.col("energy_source").str.contains("cpu")
-    checks = pl.when(metered_cpu).then(0.0).otherwise(pl.col("check_energy_j").fill_null(0.0))
+    other processes: a meter whose figure covers the CPU packages (RAPL as the accelerator)
+    has them in its windows already; for the others their own energy is added."""
+    checks = (
+        pl.when(pl.col("energy_covers_cpu").fill_null(False))
+        .then(0.0)
+        .otherwise(pl.col("check_energy_j").fill_null(0.0))
+    )
     return tasks.with_columns(energy_with_checks_j=pl.col("total_energy_j") + checks)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from llmenergy import babble, models, workloads
+from llmenergy import babble, energy, models, workloads
 from llmenergy.energy import Meter, Reading
 from llmenergy.models import LoadedModel
 
@@ -44,6 +44,9 @@ class Decoded:
     energy_source: str
     prefill_repeats: int
     flags: list[str] = field(default_factory=list)
+    prefill_host_energy_j: float | None = None
+    decode_host_energy_j: float | None = None
+    task_repeats: int = 0  # whole-task passes of the window decode was found from, if any
     kept_text: str | None = None  # the output a stopping strategy kept, when it cut
 
 
@@ -83,6 +86,7 @@ class Prefill:
     first_token: torch.Tensor
     seconds: float
     energy_j: float | None
+    host_energy_j: float | None
     repeats: int
     reading: Reading
     flags: list[str]
@@ -120,10 +124,13 @@ def measure_prefill(
         repeats = wanted
     flags = []
     energy_j = None if reading.energy_j is None else reading.energy_j / repeats
+    host_j = None if reading.host_energy_j is None else reading.host_energy_j / repeats
     if window_s < meter.min_window_s:
         flags.append("prefill-window-short")
-        energy_j = None
-    return Prefill(output, first_token, window_s / repeats, energy_j, repeats, reading, flags)
+        energy_j = host_j = None
+    return Prefill(
+        output, first_token, window_s / repeats, energy_j, host_j, repeats, reading, flags
+    )
 
 
 @torch.inference_mode()
@@ -164,6 +171,7 @@ def decode_greedy(
         return kept is not None
 
     decode_energy: float | None = 0.0  # no decode phase at all costs nothing
+    decode_host: float | None = 0.0 if meter.host_source else None
     decode_s = 0.0
     if token not in eos and stopper is not None and answer_complete(token):
         stop_reason = strategy
@@ -191,10 +199,10 @@ def decode_greedy(
                 break
         decode_s = time.perf_counter() - decode_start
         decode = meter.end("decode")
-        decode_energy = decode.energy_j
+        decode_energy, decode_host = decode.energy_j, decode.host_energy_j
         if decode_s < meter.min_window_s:
             flags.append("decode-window-short")
-            decode_energy = None
+            decode_energy = decode_host = None
     if decode_s == 0.0:
         flags.append("no-decode")
 
@@ -203,6 +211,8 @@ def decode_greedy(
     energies = meter.interval_energies(intervals)
     if energies[0] is not None:
         energies[0] /= prefill.repeats
+    if meter.per_token_flag:
+        flags.append(meter.per_token_flag)
     return Decoded(
         prompt_tokens=int(input_ids.shape[1]),
         token_ids=token_ids,
@@ -217,6 +227,69 @@ def decode_greedy(
         prefill_repeats=prefill.repeats,
         flags=flags,
         kept_text=None if kept is None else "".join(text)[:kept],
+        prefill_host_energy_j=prefill.host_energy_j,
+        decode_host_energy_j=decode_host,
+    )
+
+
+def task_passes(window_s: float, min_window_s: float, max_repeats: int) -> int:
+    """How many whole-task passes make a window of at least `min_window_s` (20% margin)."""
+    return min(max_repeats, max(2, math.ceil(1.2 * min_window_s / max(window_s, 1e-6))))
+
+
+def _replay_task(loaded: LoadedModel, input_ids: torch.Tensor, token_ids: list[int]) -> None:
+    """The forward passes of one decoded task again: prefill, then each output token but the
+    last fed back, with the same argmax and wait for the device as in decoding."""
+    model = loaded.model
+    output = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
+    int(output.logits[:, -1, :].argmax(dim=-1).item())
+    cache = output.past_key_values
+    for token in token_ids[:-1]:
+        step = torch.tensor([[token]], device=loaded.device)
+        output = model(input_ids=step, past_key_values=cache, use_cache=True)
+        cache = output.past_key_values
+        int(output.logits[:, -1, :].argmax(dim=-1).item())
+
+
+def _minus(whole: float | None, passes: int, part: float | None) -> float | None:
+    return None if whole is None or part is None else whole / passes - part
+
+
+@torch.inference_mode()
+def decode_by_subtraction(
+    loaded: LoadedModel, input_ids: torch.Tensor, decoded: Decoded, meter: Meter, max_repeats: int
+) -> Decoded:
+    """Decode energy of a task whose decode window is too short for the meter: the whole task
+    (prefill and decode) passed r times in one window; decode = whole / r - prefill, for its
+    energy and its time alike (so that both come from the same window). What still cannot be
+    resolved stays null."""
+    if "decode-window-short" not in decoded.flags or decoded.prefill_energy_j is None:
+        return decoded
+    passes = task_passes(decoded.prefill_s + decoded.decode_s, meter.min_window_s, max_repeats)
+    _synchronize(loaded.device)
+    meter.begin("task")
+    start = time.perf_counter()
+    for _ in range(passes):
+        _replay_task(loaded, input_ids, decoded.token_ids)
+    _synchronize(loaded.device)
+    window_s = time.perf_counter() - start
+    reading = meter.end("task")
+    if window_s < meter.min_window_s:
+        return dataclasses.replace(decoded, task_repeats=passes)
+    decode_j = _minus(reading.energy_j, passes, decoded.prefill_energy_j)
+    host_j = _minus(reading.host_energy_j, passes, decoded.prefill_host_energy_j)
+    flags = [f for f in decoded.flags if f != "decode-window-short"]
+    flags.append("decode-by-subtraction")
+    if decode_j is not None and decode_j < 0:  # the difference is lost in the counter's noise
+        decode_j = None
+        flags.append("decode-subtraction-negative")
+    return dataclasses.replace(
+        decoded,
+        decode_s=max(window_s / passes - decoded.prefill_s, 0.0),
+        decode_energy_j=decode_j,
+        decode_host_energy_j=host_j,
+        task_repeats=passes,
+        flags=flags,
     )
 
 
@@ -226,15 +299,52 @@ def completion_text(loaded: LoadedModel, token_ids: list[int]) -> str:
     return loaded.tokenizer.decode(kept, skip_special_tokens=True)
 
 
+@dataclass(frozen=True)
+class Context:
+    """What every record of one run carries beside its task: what was metered and the idle
+    power of that device, measured in this job after warm-up."""
+
+    energy_source: str
+    metered_device: str
+    energy_measured: bool
+    energy_covers_cpu: bool
+    host_energy_source: str | None
+    idle_power_w: float | None
+    idle_host_power_w: float | None
+
+    @classmethod
+    def of(cls, meter: Meter, idle: Reading | None) -> Context:
+        idle_w, idle_host_w = energy.power_w(idle) if idle is not None else (None, None)
+        return cls(
+            energy_source=meter.source,
+            metered_device=meter.device,
+            energy_measured=meter.measured,
+            energy_covers_cpu=meter.covers_cpu,
+            host_energy_source=meter.host_source,
+            idle_power_w=idle_w,
+            idle_host_power_w=idle_host_w,
+        )
+
+
+@dataclass(frozen=True)
+class Checks:
+    """The costs of a strategy's own checks for one task (the oracle's test runs)."""
+
+    seconds: float | None = 0.0
+    energy_j: float | None = 0.0
+    source: str | None = None
+
+
 def record(
     keys: dict[str, Any],
     task_id: str,
     decoded: Decoded,
     completion: str | None,
-    check_s: float | None = 0.0,
-    check_energy_j: float | None = 0.0,
+    context: Context,
+    checks: Checks | None = None,
 ) -> dict[str, Any]:
     """The generation record (records.GENERATION_SCHEMA) of one decoded task."""
+    checks = checks or Checks()
     return {
         **keys,
         "task_id": task_id,
@@ -246,12 +356,24 @@ def record(
         "decode_s": decoded.decode_s,
         "prefill_energy_j": decoded.prefill_energy_j,
         "decode_energy_j": decoded.decode_energy_j,
-        "energy_source": decoded.energy_source,
+        **dataclasses.asdict(context),
+        "prefill_host_energy_j": decoded.prefill_host_energy_j,
+        "decode_host_energy_j": decoded.decode_host_energy_j,
         "prefill_repeats": decoded.prefill_repeats,
+        "task_repeats": decoded.task_repeats,
         "energy_flags": ",".join(decoded.flags),
-        "check_s": check_s,
-        "check_energy_j": check_energy_j,
+        "check_s": checks.seconds,
+        "check_energy_j": checks.energy_j,
+        "check_energy_source": checks.source,
     }
+
+
+def check_costs(stats: babble.CheckStats, watts_per_core: float | None) -> Checks:
+    """The oracle's checks: their wall time, and their child processes' CPU time x the power
+    of a busy core (an estimate, null without a power figure)."""
+    if not watts_per_core:
+        return Checks(stats.seconds, None, None)
+    return Checks(stats.seconds, stats.cpu_seconds * watts_per_core, energy.ESTIMATE_SOURCE)
 
 
 def warm_up(
@@ -275,6 +397,8 @@ def run(
     max_prefill_repeats: int = 64,
     prompt_budget: int | None = None,
     ignore_eos: bool = False,
+    idle_seconds: float = 0.0,
+    max_task_repeats: int = 64,
     log: Callable[[str], None] = print,
 ) -> RunResult:
     """Decode every task; return one record per task and one row per output token.
@@ -286,6 +410,11 @@ def run(
     `check_watts_per_core` is `check_energy_j` (an estimate; null without a power figure).
     With `ignore_eos`, every task decodes exactly `max_new_tokens` (unless a stopper cuts):
     the end-of-sequence token is decoded past like any other.
+
+    After the warm-up and before the first task, the metered device is measured idle for
+    `idle_seconds`; every record carries that power. A task's checks are waited for before the
+    next task's windows open. A decode window too short for the meter is measured again with
+    the whole task repeated (decode_by_subtraction, at most `max_task_repeats` passes).
     """
     if strategy != "none" and stopper_for is None:
         raise ValueError(f"strategy {strategy!r} needs a stopper")
@@ -293,33 +422,29 @@ def run(
         loaded = dataclasses.replace(loaded, eos_token_ids=frozenset())
     tasks = list(tasks)
     result = RunResult()
+    idle = None
     if tasks:
         warm_up(loaded, meter, tasks[0], prompt_style, prompt_budget)
+        if idle_seconds > 0:
+            idle = energy.measure_idle(meter, idle_seconds)
+            log(f"idle {meter.device}: {energy.power_w(idle)[0]} W over {idle.seconds:.1f} s")
+    context = Context.of(meter, idle)
     for index, task in enumerate(tasks, start=1):
         prompt, ids = workloads.prompt_and_ids(loaded.tokenizer, task, prompt_style, prompt_budget)
         stopper = stopper_for(task, prompt) if stopper_for is not None else None
+        input_ids = prompt_tensor(loaded, ids, task["task_id"])
         decoded = decode_greedy(
-            loaded,
-            prompt_tensor(loaded, ids, task["task_id"]),
-            max_new_tokens,
-            meter,
-            max_prefill_repeats,
-            stopper,
-            strategy,
+            loaded, input_ids, max_new_tokens, meter, max_prefill_repeats, stopper, strategy
         )
-        check_s, check_energy_j = 0.0, 0.0
+        checks = None
         if isinstance(stopper, babble.OracleStopper):
-            stats = stopper.finish(wait=False)  # a check still running is not waited for
-            check_s = stats.seconds
-            check_energy_j = (
-                stats.cpu_seconds * check_watts_per_core if check_watts_per_core else None
-            )
+            # Its last check may still run: wait, so it spends nothing in the next windows.
+            checks = check_costs(stopper.finish(wait=True), check_watts_per_core)
+        decoded = decode_by_subtraction(loaded, input_ids, decoded, meter, max_task_repeats)
         completion = decoded.kept_text
         if completion is None:
             completion = completion_text(loaded, decoded.token_ids)
-        result.records.append(
-            record(keys, task["task_id"], decoded, completion, check_s, check_energy_j)
-        )
+        result.records.append(record(keys, task["task_id"], decoded, completion, context, checks))
         result.tokens.extend(
             {"task_id": task["task_id"], "position": i, "t_s": t, "energy_j": e}
             for i, (t, e) in enumerate(

@@ -46,14 +46,12 @@ class Finding:
 @dataclass(frozen=True)
 class Pending:
     """What is still to run: (model, workload, strategy) of runs without generation records
-    and of runs without scores, models not prepared, datasets not fetched, and whether idle
-    power is still to measure."""
+    and of runs without scores, models not prepared and datasets not fetched."""
 
     generations: frozenset[tuple[str, str, str]] = frozenset()
     scores: frozenset[tuple[str, str, str]] = frozenset()
     models: frozenset[str] = frozenset()
     datasets: frozenset[str] = frozenset()
-    idle: bool = False
 
 
 def _measured_models(config: dict[str, Any], runs: Iterable[tuple[str, str, str]]) -> set[str]:
@@ -110,22 +108,31 @@ def check_counters(
     pending: Pending,
     counters: Callable[[], Any] | None = None,
 ) -> list[Finding]:
-    """`energy.backend: zeus` needs an NVML or RAPL counter wherever something is measured."""
+    """`energy.backend: zeus` needs a counter on the device the model runs on (its GPU, the
+    GPUs energy.gpus names, or RAPL for a model on the CPU) wherever something is measured."""
     if config["energy"]["backend"] != "zeus":
         return []
-    if not (pending.idle or _measured_models(config, pending.generations)):
+    if not _measured_models(config, pending.generations):
         return []
-    if counters is None:
-        from llmenergy.energy import available_counters as counters
-    if counters().any:
-        return []
+    from llmenergy import energy
+
+    found = (counters or energy.available_counters)()
+    device = config["generation"]["device"]
+    try:
+        if energy.accelerator_for(device, found, config["energy"].get("gpus")) is not None:
+            return []
+        problem = f"the model's device ({device}) has no energy counter here"
+    except energy.EnergyUnavailableError as error:
+        problem = str(error)
     return [
         Finding(
             "energy.backend",
-            "energy.backend: zeus measures energy with NVML (NVIDIA GPUs) or RAPL (Intel and "
-            "AMD CPUs, /sys/class/powercap readable), and neither counter exists here. Fix: run "
-            "on a machine that has one, or set energy.backend: auto (or estimate) to accept the "
-            "CPU-time estimate, which every record and the report label as an estimate.",
+            f"energy.backend: zeus meters the device the model runs on, and {problem}: NVML "
+            f"GPUs {list(found.gpu_indices) or 'none'}, RAPL packages "
+            f"{list(found.cpu_indices) or 'none'}. Fix: run where that device has a counter "
+            "(NVML for generation.device cuda[:N] or the GPUs in energy.gpus, readable "
+            "/sys/class/powercap for cpu), or set energy.backend: auto (or estimate) to accept "
+            "the CPU-time estimate, which every record and the report label as an estimate.",
             fatal=True,
         )
     ]

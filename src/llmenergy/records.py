@@ -30,13 +30,25 @@ GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "completion": pl.String(),
     "prefill_s": pl.Float64(),
     "decode_s": pl.Float64(),
+    # The accelerator's energy (the device that runs the model, `metered_device`) only.
     "prefill_energy_j": pl.Float64(),
     "decode_energy_j": pl.Float64(),
-    "energy_source": pl.String(),
+    "energy_source": pl.String(),  # zeus:nvml, zeus:rapl, estimate:cpu-time, replay
+    "metered_device": pl.String(),  # e.g. "gpu:1 NVIDIA H100 80GB HBM3", cpu-package, estimate
+    "energy_measured": pl.Boolean(),  # read from a counter, not estimated
+    "energy_covers_cpu": pl.Boolean(),  # the figure includes the CPU packages (and checks)
+    "host_energy_source": pl.String(),  # how the host columns were read; null: not read
+    "idle_power_w": pl.Float64(),  # the metered device idle, in this job after warm-up
+    "idle_host_power_w": pl.Float64(),
+    # The host beside the accelerator (RAPL package and DRAM; DRAM for a CPU-package meter).
+    "prefill_host_energy_j": pl.Float64(),
+    "decode_host_energy_j": pl.Float64(),
     "prefill_repeats": pl.Int64(),
+    "task_repeats": pl.Int64(),  # whole-task passes when decode was found by subtraction
     "energy_flags": pl.String(),
     "check_s": pl.Float64(),
     "check_energy_j": pl.Float64(),
+    "check_energy_source": pl.String(),
 }
 
 TOKEN_SCHEMA: dict[str, pl.DataType] = {

@@ -115,6 +115,9 @@ def run(
                 "stop_reason": stop_reason,
                 "completion": completion,
                 "energy_source": ENERGY_SOURCE,
+                "metered_device": ENERGY_SOURCE,
+                "energy_measured": False,
+                "energy_covers_cpu": False,
                 **(checks if stopper is not None else {}),
             }
         )

@@ -226,8 +226,20 @@ def render(
     )
 
 
-def describe_idle(idle: dict[str, Any]) -> str:
-    """One line on the idle baseline."""
-    if idle["power_w"] is None:
-        return f"not measurable ({idle['energy_source']})"
-    return f"{idle['power_w']:.3g} W over {idle['seconds']:.1f} s ({idle['energy_source']})"
+def describe_idle(summary: pl.DataFrame) -> str:
+    """One line on the idle baseline: each metered device's idle power, as its generation
+    jobs measured it after warm-up."""
+    parts = []
+    rows = summary.group_by("metered_device", "energy_source").agg(
+        pl.col("idle_power_w").drop_nulls()
+    )
+    for row in rows.sort("metered_device").iter_rows(named=True):
+        watts = row["idle_power_w"]
+        if not watts:
+            parts.append(f"not measured on {row['metered_device']} ({row['energy_source']})")
+        else:
+            parts.append(
+                f"{min(watts):.3g}-{max(watts):.3g} W on {row['metered_device']} "
+                f"({row['energy_source']}, per generation job after warm-up)"
+            )
+    return "; ".join(parts) or "no runs"

@@ -1,12 +1,11 @@
 """Aggregate every run: the summary, savings of each strategy, babbling, energy by shape.
 
-Inputs:  all generation records, their scores, babble metrics, idle power, the claims, the
+Inputs:  all generation records, their scores, babble metrics, the claims, the
          prepared model folders (their config.json: each model's shape).
 Outputs: summary (+ CSV), savings, babble, amplification, shapes and claims tables: the
          report's sources.
 """
 
-import polars as pl
 import yaml
 
 from llmenergy import aggregate, architectures, claims, logs, records
@@ -29,7 +28,6 @@ def main(smk) -> None:
         tasks = aggregate.per_task(
             aggregate.scan(smk.input.generations),
             aggregate.scan(smk.input.scores),
-            pl.scan_parquet(smk.input.idle),
         )
         summary = aggregate.summary_with_intervals(tasks)
         records.write_parquet_atomic(summary, smk.output.summary)

@@ -1,7 +1,8 @@
 """Generate completions under energy measurement.
 
-Inputs:  workload parquet (one prompt per task), prepared model folder, idle power.
-Outputs: one record per task (see DESIGN.md), per-token timings.
+Inputs:  workload parquet (one prompt per task), prepared model folder.
+Outputs: one record per task (records.GENERATION_SCHEMA, README "Records"), per-token timings.
+The metered device's idle power is measured here, after the model is loaded and warmed up.
 """
 
 import polars as pl
@@ -76,12 +77,15 @@ def main(smk) -> None:
         if smk.params.model["source"]["kind"] == "replay":
             replay(smk, keys, stopper_for, log)
             return
-        # The meter first: a forced backend without counters fails before any generation.
-        meter = energy.open_meter(smk.params.energy)
         for gpu in energy.gpu_state():
             log(f"GPU {gpu}")
         loaded = models.load(smk.input.model, wildcards.model, smk.params.model, smk.params.device)
-        log(f"model {wildcards.model} on {smk.params.device}, energy source {meter.source}")
+        # The meter reads the device the model's tensors are on (or energy.gpus).
+        meter = energy.open_meter(smk.params.energy, str(loaded.device), log)
+        log(
+            f"model {wildcards.model} on {loaded.device}; metered: {meter.device} "
+            f"({meter.source}), host: {meter.host_source or 'not read'}"
+        )
         result = generation.run(
             loaded,
             pl.read_parquet(smk.input.workload).to_dicts(),
@@ -93,6 +97,8 @@ def main(smk) -> None:
             stopper_for=stopper_for,
             check_watts_per_core=smk.params.energy["watts_per_core"],
             max_prefill_repeats=smk.params.energy["max_prefill_repeats"],
+            max_task_repeats=smk.params.energy["max_task_repeats"],
+            idle_seconds=float(smk.params.energy["idle_seconds"]),
             prompt_budget=smk.params.prompt_budget,
             ignore_eos=smk.params.ignore_eos,
             log=log,

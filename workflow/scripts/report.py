@@ -1,7 +1,7 @@
 """Render the HTML report.
 
-Inputs:  summary, savings, babble, claims, amplification and shapes tables, figures, idle
-         power, prepared models, dataset manifests, template.
+Inputs:  summary, savings, babble, claims, amplification and shapes tables, figures,
+         prepared models, dataset manifests, template.
 Outputs: report.html, one self-contained file.
 """
 
@@ -16,7 +16,6 @@ from llmenergy import logs, models, provenance, records, report
 def main(smk) -> None:
     with logs.to_file(smk.log[0]) as log:
         summary = pl.read_parquet(smk.input.summary)
-        idle = pl.read_parquet(smk.input.idle).row(0, named=True)
         facts = {
             "commit": provenance.git_commit(Path(smk.input.template).parent),
             "config_hash": provenance.config_hash(smk.params.config),
@@ -24,7 +23,7 @@ def main(smk) -> None:
             "hardware": provenance.hardware(),
             "energy_sources": sorted(set(summary["energy_source"].to_list())),
             "watts_per_core": smk.params.config["energy"]["watts_per_core"],
-            "idle": report.describe_idle(idle),
+            "idle": report.describe_idle(summary),
             "models": [
                 json.loads((Path(folder) / models.PROVENANCE_FILE).read_text())
                 for folder in smk.input.models
