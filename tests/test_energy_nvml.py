@@ -1,0 +1,220 @@
+"""The GPU path of the meter on a simulated NVML (tests/helpers/fake_nvml).
+
+This machine has no GPU: the stand-in for `pynvml` plays one (several GPUs with names, energy
+counters that advance at known powers and update every 100 ms, instantaneous and one-second
+average power fields as NVML documents them). Everything above it is real: Zeus's ZeusMonitor
+and PowerMonitor, the project's meter and decoding loop, the tiny model (on the CPU, the meter
+bound to a simulated GPU by `energy.gpus`), each run in a fresh process as a GPU job would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HELPERS = Path(__file__).parent / "helpers"
+FAKE_NVML = HELPERS / "fake_nvml"
+HARNESS = HELPERS / "nvml_generation.py"
+PROMPT = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
+H100 = "NVIDIA H100 80GB HBM3 (simulated)"
+
+
+def gpu(watts: float, name: str = H100, **extra) -> dict:
+    return {"name": name, "watts": watts, "instant": True, "arch": 9, **extra}
+
+
+def write_spec(folder: Path, gpus: list[dict], update_s: float = 0.1) -> Path:
+    polls = folder / "polls"
+    polls.mkdir(exist_ok=True)
+    for index, entry in enumerate(gpus):
+        entry.setdefault("uuid", f"GPU-simulated-{index}")
+    spec = {"epoch": time.time(), "update_s": update_s, "polls_dir": str(polls), "gpus": gpus}
+    path = folder / "nvml.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def environment(spec: Path) -> dict[str, str]:
+    paths = [str(FAKE_NVML), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "FAKE_NVML_SPEC": str(spec), "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def generate(spec: Path, model_dir: Path, energy: dict, tasks: list[dict], **settings) -> dict:
+    payload = {
+        "model_dir": str(model_dir),
+        "energy": {"backend": "zeus", "watts_per_core": 12.0, **energy},
+        "tasks": tasks,
+        "max_new_tokens": settings.get("max_new_tokens", 16),
+        "ignore_eos": settings.get("ignore_eos", True),
+    }
+    run = subprocess.run(
+        [sys.executable, str(HARNESS), json.dumps(payload)],
+        env=environment(spec),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def tasks(count: int) -> list[dict]:
+    return [{"task_id": f"T/{i}", "prompt": PROMPT + "    " * i} for i in range(count)]
+
+
+def test_meters_only_the_models_gpu_and_resolves_short_tasks(tmp_path, tiny_model_dir):
+    """Four GPUs: the model's GPU 1 draws 300 W, GPU 2 250 W for another job, the others idle
+    at 70 W. Each task decodes for about 0.3 s, far under the 3 s window asked for: the whole
+    task is repeated in one window and decode found by subtraction. Energy per token is GPU
+    1's power x the decode time, within 5% (the counter's 100 ms steps are at most 30 J of a
+    window of at least 3.6 s), never the sum over GPUs nor with the host."""
+    spec = write_spec(tmp_path, [gpu(70.0), gpu(300.0), gpu(250.0), gpu(70.0)])
+    out = generate(
+        spec,
+        tiny_model_dir,
+        {
+            "gpus": [1],
+            "min_window_s": 3.0,
+            "max_prefill_repeats": 5000,  # a tiny-model prefill takes milliseconds
+            "idle_seconds": 1.0,
+            "power_timeline": False,
+        },
+        tasks(2),
+        max_new_tokens=200,
+    )
+    assert out["device"] == f"gpu:1 {H100}"
+    for record in out["records"]:
+        assert record["metered_device"] == f"gpu:1 {H100}"
+        assert record["energy_source"] == "zeus:nvml" and record["energy_measured"]
+        assert record["prefill_host_energy_j"] is None and record["host_energy_source"] is None
+        assert "decode-by-subtraction" in record["energy_flags"].split(",")
+        assert record["task_repeats"] >= 2
+        assert record["prefill_repeats"] > 1
+        decode_tokens = record["output_tokens"] - 1
+        per_token = record["decode_energy_j"] / decode_tokens
+        assert per_token == pytest.approx(300.0 * record["decode_s"] / decode_tokens, rel=0.05)
+        assert record["prefill_energy_j"] == pytest.approx(300.0 * record["prefill_s"], rel=0.05)
+        # Idle power was measured on the same GPU, in the same job.
+        assert record["idle_power_w"] == pytest.approx(300.0, rel=0.1)
+
+
+def test_per_token_energy_from_instant_power_sums_to_decode(tmp_path, tiny_model_dir):
+    """A GPU whose power alternates between 250 W and 350 W: each token's energy, integrated
+    from the instantaneous power timeline with each sample held, adds up to the decode
+    window's counter reading within 10%; the monitor polls at its period, not faster."""
+    wave = {"high_watts": 350.0, "period_s": 0.8}
+    spec = write_spec(tmp_path, [gpu(70.0), gpu(250.0, **wave)], update_s=0.05)
+    out = generate(
+        spec,
+        tiny_model_dir,
+        {
+            "gpus": [1],
+            "min_window_s": 1.0,
+            "max_prefill_repeats": 5000,
+            "power_update_period_s": 0.05,
+        },
+        tasks(1),
+        max_new_tokens=1500,
+    )
+    (record,) = out["records"]
+    flags = record["energy_flags"].split(",")
+    energies = [t["energy_j"] for t in out["tokens"]]
+    assert all(e is not None for e in energies)
+    if "decode-by-subtraction" in flags:
+        pytest.fail(f"decode took {record['decode_s']} s: too short to compare with the tokens")
+    assert sum(energies[1:]) == pytest.approx(record["decode_energy_j"], rel=0.10)
+    # 250-350 W: no token's energy over the decode time is outside that power range.
+    assert 250.0 * 0.97 <= record["decode_energy_j"] / record["decode_s"] <= 350.0 * 1.03
+    # Zeus's poller (another process) read the power field at most once per period.
+    polls = {int(p.name): p.stat().st_size for p in (tmp_path / "polls").iterdir()}
+    poller = sum(n for pid, n in polls.items() if pid != out["pid"])
+    assert poller > 0, "no poller ran"
+    assert poller / out["monitor_s"] <= 1.5 / 0.05, polls
+
+
+def test_average_only_gpu_gives_no_per_token_energy(tmp_path, tiny_model_dir):
+    """A GPU that offers only NVML's one-second average: phase energies are still read from
+    its counter, per-token energies are null and every record says why."""
+    spec = write_spec(tmp_path, [gpu(200.0, instant=False)])
+    out = generate(
+        spec,
+        tiny_model_dir,
+        {"gpus": [0], "min_window_s": 0.5, "max_prefill_repeats": 5000},
+        tasks(1),
+    )
+    (record,) = out["records"]
+    assert "per-token-average-only" in record["energy_flags"].split(",")
+    assert record["decode_energy_j"] is not None
+    assert all(t["energy_j"] is None for t in out["tokens"])
+
+
+def test_power_monitor_does_not_spin(tmp_path):
+    """Zeus 0.16 infers a 0 s period when left to itself, and its poller then busy-loops a
+    core. With the meter's explicit period it reads each GPU about once per period."""
+    spec = write_spec(tmp_path, [gpu(300.0), gpu(300.0)])
+    script = (
+        "import os, time\n"
+        "from llmenergy import energy\n"
+        "if __name__ == '__main__':\n"
+        "    meter = energy.open_meter({'backend': 'zeus', 'watts_per_core': 1, 'gpus': [0]})\n"
+        "    start = time.time(); time.sleep(3.0)\n"
+        "    print(os.getpid(), time.time() - start)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        env=environment(spec),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    pid, seconds = run.stdout.split()
+    polls = {int(p.name): p.stat().st_size for p in (tmp_path / "polls").iterdir()}
+    poller = sum(n for p, n in polls.items() if p != int(pid))
+    # One GPU, one domain, every 0.1 s: about 30 reads (a spinning poller: tens of thousands).
+    assert 5 <= poller <= 1.5 * float(seconds) / 0.1, polls
+
+
+def test_the_dag_meters_the_simulated_gpu(tmp_path, workdir):
+    """The real workflow on the tiny config with `energy.backend: zeus` bound to simulated
+    GPU 2 of three: every record names that GPU, its energy is that GPU's power x time, its
+    idle power was measured in the job, and the summary says the energy was measured."""
+    import polars as pl
+
+    from conftest import load_tiny_config, snakemake_command
+
+    spec = write_spec(tmp_path, [gpu(60.0), gpu(80.0), gpu(200.0)])
+    config = load_tiny_config()
+    config["energy"] = {
+        **config["energy"],
+        "backend": "zeus",
+        "gpus": [2],
+        "min_window_s": 0.3,  # the 100 ms counter, at 30% worst case per window
+        "max_prefill_repeats": 5000,
+        "idle_seconds": 0.5,
+    }
+    command = snakemake_command(workdir, config, "results/aggregate/summary.parquet")
+    run = subprocess.run(
+        command, cwd=workdir, env=environment(spec), capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = pl.read_parquet(workdir / "results/generations/*/*/*/rep1.parquet")
+    assert rows.height == config["workloads"]["humaneval-0shot"]["limit"]
+    assert set(rows["metered_device"]) == {f"gpu:2 {H100}"}
+    assert rows["energy_measured"].all() and set(rows["energy_source"]) == {"zeus:nvml"}
+    for row in rows.iter_rows(named=True):
+        assert row["idle_power_w"] == pytest.approx(200.0, rel=0.25)
+        for phase in ("prefill", "decode"):
+            energy_j, seconds = row[f"{phase}_energy_j"], row[f"{phase}_s"]
+            assert energy_j is not None, row["energy_flags"]
+            # Each window lasts at least 0.36 s: a 100 ms step is at most 28% of it.
+            assert energy_j == pytest.approx(200.0 * seconds, rel=0.3), (phase, row)
+    summary = pl.read_parquet(workdir / "results/aggregate/summary.parquet").row(0, named=True)
+    assert summary["energy_measured"] and summary["metered_device"] == f"gpu:2 {H100}"
+    assert summary["decode_null_tasks"] == 0 and summary["prefill_null_tasks"] == 0
