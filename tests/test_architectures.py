@@ -149,8 +149,10 @@ def test_only_random_sources_count_and_a_missing_model_type_is_named() -> None:
 
 def _record(model: str, workload: str, task: int, prompt: int, jpt: float) -> dict:
     """A generation record of `output` tokens whose decode cost `jpt` J per decoded token."""
+    from llmenergy import records
+
     output = 11
-    return {
+    return dict.fromkeys(records.GENERATION_SCHEMA) | {
         "model": model,
         "model_revision": "random(seed=0)",
         "workload": workload,
@@ -165,7 +167,9 @@ def _record(model: str, workload: str, task: int, prompt: int, jpt: float) -> di
         "decode_s": 1.0,
         "prefill_energy_j": prompt / 10,
         "decode_energy_j": jpt * (output - 1),
-        "energy_source": "zeus:gpu",
+        "energy_source": "zeus:nvml",
+        "metered_device": "gpu:0 test",
+        "energy_measured": True,
         "prefill_repeats": 1,
         "energy_flags": "",
         "check_s": 0.0,
@@ -202,38 +206,6 @@ def test_energy_by_shape_puts_amplification_beside_kv_bytes_and_flops() -> None:
     assert table.row(0, named=True)["amplification_pct"] == pytest.approx(5.0)
     empty = architectures.energy_by_shape(records.frame([], records.GENERATION_SCHEMA), shapes)
     assert empty.is_empty() and empty.columns == table.columns
-
-
-def test_the_random_sweep_writes_generation_records() -> None:
-    """benchmarks/random_sweep.py writes the records the rest of the workflow reads."""
-    import importlib.util
-
-    from llmenergy import generation, records
-
-    spec = importlib.util.spec_from_file_location(
-        "random_sweep", REPO / "benchmarks/random_sweep.py"
-    )
-    assert spec is not None and spec.loader is not None
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
-    decoded = generation.Decoded(
-        prompt_tokens=5500,
-        token_ids=[7] * 128,
-        stop_reason="max_tokens",
-        token_times_s=[0.0] * 128,
-        token_energies_j=[None] * 128,
-        prefill_s=0.2,
-        decode_s=3.0,
-        prefill_energy_j=120.0,
-        decode_energy_j=254.0,
-        energy_source="zeus:gpu",
-        prefill_repeats=1,
-    )
-    row = sweep.record("m", "w", "t", decoded)
-    assert list(row) == list(records.GENERATION_SCHEMA)
-    assert records.frame([row], records.GENERATION_SCHEMA).height == 1
-    assert sweep.per_token(254.0, 128) == pytest.approx(2.0)
-    assert sweep.per_token(None, 128) is None
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))

