@@ -52,6 +52,7 @@ def generate(spec: Path, model_dir: Path, energy: dict, tasks: list[dict], **set
         "tasks": tasks,
         "max_new_tokens": settings.get("max_new_tokens", 16),
         "ignore_eos": settings.get("ignore_eos", True),
+        "check_cpu_s": settings.get("check_cpu_s"),
     }
     run = subprocess.run(
         [sys.executable, str(HARNESS), json.dumps(payload)],
@@ -218,3 +219,42 @@ def test_the_dag_meters_the_simulated_gpu(tmp_path, workdir):
     summary = pl.read_parquet(workdir / "results/aggregate/summary.parquet").row(0, named=True)
     assert summary["energy_measured"] and summary["metered_device"] == f"gpu:2 {H100}"
     assert summary["decode_null_tasks"] == 0 and summary["prefill_null_tasks"] == 0
+
+
+def test_host_energy_apart_and_checks_share_rapl(tmp_path, tiny_model_dir):
+    """The model's GPU 1 (300 W) beside a host whose RAPL package draws 25 W and its DRAM 5 W
+    (a fabricated RAPL tree): the GPU figure is the GPU's alone, the host's 30 W sit in their
+    own columns, and the oracle's checks (child processes) get their CPU-time share of the
+    package energy as RAPL read it."""
+    from helpers.fake_rapl import ROOT, FakeRapl
+
+    if Path("/sys/class/powercap/intel-rapl").exists() or ROOT.exists() or os.geteuid() != 0:
+        pytest.skip("needs root, no real RAPL and no /zeus_sys (the fake tree goes there)")
+    spec = write_spec(tmp_path, [gpu(70.0), gpu(300.0)])
+    with FakeRapl(25.0, 5.0, max_uj=10_000_000_000):
+        out = generate(
+            spec,
+            tiny_model_dir,
+            {"gpus": [1], "min_window_s": 1.0, "max_prefill_repeats": 5000, "idle_seconds": 0.5},
+            tasks(1),
+            max_new_tokens=300,
+            check_cpu_s=0.05,
+        )
+    (record,) = out["records"]
+    assert record["metered_device"] == f"gpu:1 {H100}"
+    assert record["host_energy_source"] == "zeus:rapl"
+    for phase in ("prefill", "decode"):
+        seconds = record[f"{phase}_s"]
+        assert record[f"{phase}_energy_j"] == pytest.approx(300.0 * seconds, rel=0.12), (
+            phase,
+            record["energy_flags"],
+            record["task_repeats"],
+        )
+        # RAPL's ~1 ms counters: the host's 30 W over the same window.
+        assert record[f"{phase}_host_energy_j"] == pytest.approx(30.0 * seconds, rel=0.12), phase
+    assert record["idle_host_power_w"] == pytest.approx(30.0, rel=0.1)
+    assert record["check_energy_source"] == "zeus:rapl-cpu-share"
+    assert record["check_s"] > 0
+    # A share of the package's 25 W over the task, not the estimate's 12 W x CPU seconds.
+    task_s = record["prefill_s"] * record["prefill_repeats"] + record["decode_s"] + 10.0
+    assert 0 < record["check_energy_j"] < 25.0 * task_s

@@ -148,6 +148,10 @@ def test_only_what_is_still_to_run_is_checked(no_sandbox: Path):
     assert preflight.check_counters(config, generating, lambda: none_found)[0].fatal
     one_gpu = energy.Counters(gpu_indices=(0,), cpu_indices=())
     assert preflight.check_counters(config, generating, lambda: one_gpu) == []
+    config["energy"] |= {"backend": "auto", "gpus": [3]}  # named GPUs must exist, any backend
+    [finding] = preflight.check_counters(config, generating, lambda: one_gpu)
+    assert finding.key == "energy.gpus" and finding.fatal and "[3]" in finding.message
+    del config["energy"]["gpus"]
     assert preflight.check_device(config, generating, devices=lambda: 1) == []
     config["generation"]["device"] = "cuda:1"
     [finding] = preflight.check_device(config, generating, devices=lambda: 1)

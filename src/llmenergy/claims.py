@@ -220,8 +220,11 @@ def energy_basis(summary: pl.DataFrame) -> str:
     sources = sorted(set(summary["energy_source"].drop_nulls().to_list()))
     if not sources:
         return "no energy"
-    if all(s.startswith("estimate") for s in sources):
+    measured = summary["energy_measured"].fill_null(False)
+    if not measured.any():
         return "on estimated energy (" + ", ".join(sources) + "): not a measurement"
+    if not measured.all():
+        return "partly measured (" + ", ".join(sources) + "): some rows are not measurements"
     return "measured (" + ", ".join(sources) + ")"
 
 

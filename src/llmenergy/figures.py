@@ -27,8 +27,7 @@ STYLE = {
 
 def energy_label(summary: pl.DataFrame) -> str:
     """The y label; says 'estimated' when any plotted energy is not a measurement."""
-    sources = set(summary["energy_source"].to_list())
-    estimated = any(source.startswith("estimate") for source in sources)
+    estimated = (summary["metered_device"] == "estimate").any()
     return "Energy per task (J, estimated)" if estimated else "Energy per task (J)"
 
 

@@ -109,8 +109,10 @@ def check_counters(
     counters: Callable[[], Any] | None = None,
 ) -> list[Finding]:
     """`energy.backend: zeus` needs a counter on the device the model runs on (its GPU, the
-    GPUs energy.gpus names, or RAPL for a model on the CPU) wherever something is measured."""
-    if config["energy"]["backend"] != "zeus":
+    GPUs energy.gpus names, or RAPL for a model on the CPU) wherever something is measured;
+    GPUs named in energy.gpus must exist whatever the backend."""
+    backend, named = config["energy"]["backend"], config["energy"].get("gpus")
+    if backend == "estimate" or (backend == "auto" and named is None):
         return []
     if not _measured_models(config, pending.generations):
         return []
@@ -124,10 +126,12 @@ def check_counters(
         problem = f"the model's device ({device}) has no energy counter here"
     except energy.EnergyUnavailableError as error:
         problem = str(error)
+    key = "energy.gpus" if named is not None else "energy.backend"
+    said = f"energy.gpus: {named}" if named is not None else "energy.backend: zeus"
     return [
         Finding(
-            "energy.backend",
-            f"energy.backend: zeus meters the device the model runs on, and {problem}: NVML "
+            key,
+            f"{said}: the meter reads the device the model runs on, and {problem}: NVML "
             f"GPUs {list(found.gpu_indices) or 'none'}, RAPL packages "
             f"{list(found.cpu_indices) or 'none'}. Fix: run where that device has a counter "
             "(NVML for generation.device cuda[:N] or the GPUs in energy.gpus, readable "

@@ -39,9 +39,14 @@ SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("prefill_repeats_mean", "Prefill repeats", "mean"),
     ("decode_s_mean", "Decode time", "s/task"),
     ("short_window_tasks", "Too short to meter", "tasks"),
+    ("subtracted_tasks", "Decode by subtraction", "tasks"),
+    ("decode_null_tasks", "Decode energy lost", "tasks"),
+    ("idle_power_w", "Idle power", "W"),
+    ("decode_host_energy_j_mean", "Host energy in decode", "J/task"),
     ("pass_at_1", "pass@1", "%"),
     ("code_sim_mean", "Code similarity", "%"),
     ("energy_source", "Energy source", ""),
+    ("metered_device", "Metered device", ""),
     ("sandbox", "Sandbox", ""),
 ]
 SAVINGS_COLUMNS: list[tuple[str, str, str]] = [
@@ -188,8 +193,17 @@ def not_run(summary: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def estimated_sources(summary: pl.DataFrame) -> list[str]:
-    sources = summary["energy_source"].unique().sort().to_list()
-    return [s for s in sources if s.startswith("estimate")]
+    """The energy sources of rows whose energy is the CPU-time estimate."""
+    rows = summary.filter(
+        ~pl.col("energy_measured").fill_null(False) & (pl.col("metered_device") == "estimate")
+    )
+    return rows["energy_source"].unique().sort().to_list()
+
+
+def metered_devices(summary: pl.DataFrame) -> list[str]:
+    """Every device whose energy the summary's figures are (one per generation job's meter)."""
+    devices = summary["metered_device"].drop_nulls().str.split(",").explode()
+    return devices.unique().sort().to_list()
 
 
 def render(
@@ -221,6 +235,7 @@ def render(
         shapes=table(shapes, SHAPE_COLUMNS) if shapes is not None else None,
         figures={name: data_uri(png) for name, png in figures.items()},
         estimated=estimated_sources(summary),
+        metered=metered_devices(summary),
         not_run=not_run(summary),
         provenance=provenance,
     )

@@ -38,7 +38,8 @@ def lines(results: Path) -> list[str]:
         f"Report: {(results / 'report' / 'report.html').resolve()}",
         f"Tasks: {generated} generated in {runs} runs, {scored} scored"
         + (f", {not_run} not run (no sandbox here; see the report)" if not_run else ""),
-        f"Energy: {claims_module.energy_basis(summary)}",
+        f"Energy: {claims_module.energy_basis(summary)}; metered: "
+        + ("; ".join(report.metered_devices(summary)) or "nothing"),
         "Claims:",
     ]
     width = max((len(v) for v in claims["verdict"].to_list()), default=0)

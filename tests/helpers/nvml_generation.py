@@ -3,7 +3,10 @@
 
 Usage: python nvml_generation.py SETTINGS_JSON
 SETTINGS: {"model_dir": ..., "energy": {...}, "tasks": [{"task_id", "prompt"}],
-           "max_new_tokens": N, "ignore_eos": bool}
+           "max_new_tokens": N, "ignore_eos": bool, "check_cpu_s": seconds or null}
+With `check_cpu_s`, the strategy is `oracle`, and its check at every line end is a child
+process that burns that much CPU time and fails (the tiny model writes no code that parses,
+so the stopper takes every line end for a candidate).
 The model runs on the CPU; the meter is bound to a simulated GPU by `energy.gpus`. The last
 line of stdout is {"pid", "device", "records", "tokens", "monitor_s"}.
 """
@@ -16,7 +19,31 @@ import time
 
 import torch
 
-from llmenergy import energy, generation, models
+from llmenergy import babble, energy, generation, models
+
+BURN = "import time\nend = time.process_time() + {}\nwhile time.process_time() < end: pass\n"
+
+
+class EveryLineOracle(babble.OracleStopper):
+    """The oracle, taking every line end for code that parses."""
+
+    def _code_parses(self, cut: int) -> bool:
+        return True
+
+
+def burning_check(cpu_s: float):
+    import resource
+    import subprocess
+
+    def check(candidate: str) -> tuple[bool, float, float]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", BURN.format(cpu_s)], check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        return False, time.perf_counter() - start, cpu
+
+    return check
 
 
 def main() -> None:
@@ -25,6 +52,14 @@ def main() -> None:
     loaded = models.load(settings["model_dir"], "tiny", {"dtype": "float32"})
     meter = energy.open_meter(settings["energy"], str(loaded.device), print)
     started = time.time()
+    oracle = {}
+    if settings.get("check_cpu_s"):
+        check = burning_check(settings["check_cpu_s"])
+        oracle = {
+            "strategy": "oracle",
+            "stopper_for": lambda task, prompt: EveryLineOracle(check),
+            "check_watts_per_core": 12.0,
+        }
     result = generation.run(
         loaded,
         settings["tasks"],
@@ -37,6 +72,7 @@ def main() -> None:
         idle_seconds=settings["energy"].get("idle_seconds", 0.0),
         ignore_eos=settings.get("ignore_eos", False),
         log=lambda line: print(line, file=sys.stderr),
+        **oracle,
     )
     summary = {
         "pid": __import__("os").getpid(),
