@@ -3,6 +3,7 @@ rule aggregate:
     baseline; summarize babbling; put each model's shape beside its energy."""
     input:
         generations=run_files(f"results/generations/{RUN}.parquet"),
+        tokens=run_files(f"results/generations/{RUN}.tokens.parquet"),
         scores=run_files(f"results/scores/{RUN}.parquet"),
         babble=expand(
             "results/babble/{model}/{workload}/rep{rep}.parquet",
@@ -24,6 +25,8 @@ rule aggregate:
         "logs/aggregate.log",
     params:
         babble_threshold=config["babble"]["threshold"],
+        analysis=config.get("analysis", {}),
+        runs=RUNS,  # the keys of each tokens file, in the same order
         workload_kinds=workload_kinds(),
         model_kinds={name: m["source"]["kind"] for name, m in config["models"].items()},
         shaped_models=SHAPED_MODELS,

@@ -190,7 +190,12 @@ def test_energy_by_shape_puts_amplification_beside_kv_bytes_and_flops() -> None:
         _record("not-in-config", "humaneval-0shot", 0, 150, 4.0),
     ]
     shapes = architectures.random_shapes(CONFIG)
-    table = architectures.energy_by_shape(records.frame(rows, records.GENERATION_SCHEMA), shapes)
+    from llmenergy import amplification
+
+    frame = records.frame(rows, records.GENERATION_SCHEMA)
+    pair = {"short": "humaneval-0shot", "long": "longbench-standin-cu-long"}
+    amplified = amplification.table(frame, None, pair)
+    table = architectures.energy_by_shape(frame, shapes, amplified)
     assert table["model"].to_list() == ["qwen2.5-coder-3b-random", "codellama-7b-random"]
     llama = table.row(1, named=True)
     assert llama["kv_cache_bytes_per_token"] == 524288
@@ -204,7 +209,8 @@ def test_energy_by_shape_puts_amplification_beside_kv_bytes_and_flops() -> None:
     assert llama["decode_flops_per_token_long"] == architectures.flops_per_token(config, 5501)
     assert llama["prefill_flops_long"] == architectures.prefill_flops(config, 5500)
     assert table.row(0, named=True)["amplification_pct"] == pytest.approx(5.0)
-    empty = architectures.energy_by_shape(records.frame([], records.GENERATION_SCHEMA), shapes)
+    none = records.frame([], records.GENERATION_SCHEMA)
+    empty = architectures.energy_by_shape(none, shapes, amplification.table(none, None, pair))
     assert empty.is_empty() and empty.columns == table.columns
 
 

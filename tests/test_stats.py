@@ -86,7 +86,16 @@ def _tables(babbles: bool, energy_saved: float | None, flips: int) -> claims.Tab
         schema_overrides={"energy_saved": pl.Float64, "check_share_of_decode": pl.Float64},
     )
     babbling = pl.DataFrame({"model": ["m"], "workload": ["he"], "babbles": [babbles]})
-    amplification = pl.DataFrame({"model": ["m"], "amplification_pct": [12.0]})
+    from llmenergy import amplification as amp
+
+    amplification = pl.DataFrame(
+        [
+            dict.fromkeys(amp.SCHEMA)
+            | {"model": "m", "amplification_pct": 12.0, "amplification_pct_lo": 4.0}
+            | {"amplification_pct_hi": 20.0, "short_workload": "he", "long_workload": "cu"}
+        ],
+        schema=amp.SCHEMA,
+    )
     return claims.Tables(
         summary, savings, babbling, amplification, {"he": "humaneval", "cu": "cu"}, {"m": "hub"}
     )

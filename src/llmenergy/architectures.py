@@ -269,24 +269,21 @@ def _shape_schema() -> dict[str, Any]:
     }
 
 
-def energy_by_shape(records: Any, shapes: dict[str, tuple[Any, int]]) -> Any:
+def energy_by_shape(records: Any, shapes: dict[str, tuple[Any, int]], amplified: Any) -> Any:
     """One row per model of `shapes` (name: transformers config, bytes per cached value) that
     has unsuppressed runs in `records`: its shape next to the energy measured with it.
 
-    `records` is a polars DataFrame of generation records (DESIGN.md). The energy columns are
-    those of the workloads with the shortest and the longest prompts (by mean prompt tokens),
-    and the amplification is aggregate.amplification's: the change of decode J/token from the
-    first to the second (null with one workload). FLOPs per decoded token are taken at the
+    `records` is a polars DataFrame of generation records (records.GENERATION_SCHEMA). The
+    energy columns are those of the short and the long workload of `amplified` (the
+    amplification table, llmenergy.amplification), and so is the amplification; with no pair
+    they are null. FLOPs per decoded token are taken at the
     first decode step (the prompt's keys plus one); prefill FLOPs at the mean prompt length.
     Rows are sorted by KV-cache bytes per token.
     """
     import polars as pl
 
-    from llmenergy import aggregate
-
     schema = _shape_schema()
     runs = records.filter(pl.col("strategy") == "none")
-    amplification = aggregate.amplification(runs.lazy())
     prefill = runs.group_by(["model", "workload"]).agg(
         prefill_energy_j=pl.col("prefill_energy_j").mean(),
         prefill_s=pl.col("prefill_s").mean(),
@@ -294,14 +291,14 @@ def energy_by_shape(records: Any, shapes: dict[str, tuple[Any, int]]) -> Any:
     )
     prefill_of = {(r["model"], r["workload"]): r for r in prefill.iter_rows(named=True)}
     rows = []
-    for measured in amplification.iter_rows(named=True):
+    for measured in amplified.iter_rows(named=True):
         name = measured["model"]
         if name not in shapes:
             continue
         model_config, dtype_bytes = shapes[name]
         row = {**describe(name, model_config, dtype_bytes), "energy_source": None}
         for end in ("short", "long"):
-            workload = measured["shortest_workload" if end == "short" else "longest_workload"]
+            workload = measured[f"{end}_workload"]
             prompt = measured[f"prompt_tokens_{end}"]
             phase = prefill_of.get((name, workload), {})
             row["energy_source"] = row["energy_source"] or phase.get("energy_source")
@@ -309,8 +306,13 @@ def energy_by_shape(records: Any, shapes: dict[str, tuple[Any, int]]) -> Any:
             row[f"prompt_tokens_{end}"] = prompt
             row[f"prefill_energy_j_{end}"] = phase.get("prefill_energy_j")
             row[f"prefill_s_{end}"] = phase.get("prefill_s")
-            row[f"prefill_flops_{end}"] = prefill_flops(model_config, max(1, round(prompt)))
-            row[f"decode_flops_per_token_{end}"] = flops_per_token(model_config, round(prompt) + 1)
+            known = prompt is not None
+            row[f"prefill_flops_{end}"] = (
+                prefill_flops(model_config, max(1, round(prompt))) if known else None
+            )
+            row[f"decode_flops_per_token_{end}"] = (
+                flops_per_token(model_config, round(prompt) + 1) if known else None
+            )
             row[f"decode_j_per_token_{end}"] = measured[f"decode_j_per_token_{end}"]
         row["amplification_pct"] = measured["amplification_pct"]
         rows.append(row)

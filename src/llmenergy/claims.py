@@ -78,13 +78,19 @@ def prefill_share_cu(tables: Tables) -> Value:
 def amplification_pct(tables: Tables) -> Value:
     rows = tables.amplification.filter(pl.col("amplification_pct").is_not_null())
     if rows.is_empty():
-        return Value(None, missing="needs workloads of different prompt lengths per model")
-    row = rows.sort("amplification_pct").row(0, named=True)
+        notes = tables.amplification["note"].drop_nulls().unique().sort().to_list()
+        return Value(
+            None,
+            missing="; ".join(notes) or "needs workloads of different prompt lengths per model",
+        )
+    row = rows.sort("amplification_pct", "model").row(0, named=True)
     values = rows["amplification_pct"]
     return Value(
         row["amplification_pct"],
-        detail=f"{row['model']}; range {values.min():.1f}% to {values.max():.1f}% "
-        f"over {rows.height} model(s)",
+        row["amplification_pct_lo"],
+        row["amplification_pct_hi"],
+        detail=f"{row['model']}, {row['long_workload']} against {row['short_workload']}; range "
+        f"{values.min():.1f}% to {values.max():.1f}% over {rows.height} model(s)",
     )
 
 

@@ -45,6 +45,15 @@ def check(config: dict[str, Any]) -> None:
                 f"workloads.{name}: only workloads of a {STANDIN} dataset may be named "
                 f"{STANDIN_MARK!r}"
             )
+    pair = (config.get("analysis") or {}).get("amplification") or {}
+    for end in ("short", "long"):
+        if end in pair and pair[end] not in config["workloads"]:
+            raise ConfigError(
+                f"analysis.amplification.{end}: {pair[end]!r} is not a key of workloads "
+                f"(defined: {sorted(config['workloads'])})"
+            )
+    if pair and pair.get("short") == pair.get("long"):
+        raise ConfigError("analysis.amplification: short and long name the same workload")
 
 
 def strategies_of(config: dict[str, Any], workload: str, model: str | None = None) -> list[str]:

@@ -78,15 +78,20 @@ CLAIM_COLUMNS: list[tuple[str, str, str]] = [
 ]
 AMPLIFICATION_COLUMNS: list[tuple[str, str, str]] = [
     ("model", "Model", ""),
-    ("shortest_workload", "Shortest", "workload"),
+    ("short_workload", "Short", "workload"),
     ("prompt_tokens_short", "Prompt", "tokens"),
     ("decode_j_per_token_short", "Decode", "J/token"),
-    ("longest_workload", "Longest", "workload"),
+    ("long_workload", "Long", "workload"),
     ("prompt_tokens_long", "Prompt", "tokens"),
     ("decode_j_per_token_long", "Decode", "J/token"),
     ("amplification_pct", "Amplification", "%"),
+    ("same_positions", "Same positions", "first N decode tokens"),
+    ("same_positions_basis", "Basis", "energy or time"),
+    ("same_positions_pct", "Same-position amplification", "%"),
     ("slope_j_per_prompt_token", "Slope", "J/token per prompt token"),
     ("points", "Tasks", ""),
+    ("energy_source", "Energy source", ""),
+    ("note", "Note", ""),
 ]
 SHAPE_COLUMNS: list[tuple[str, str, str]] = [
     ("model", "Model", ""),

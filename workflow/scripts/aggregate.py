@@ -1,6 +1,6 @@
 """Aggregate every run: the summary, savings of each strategy, babbling, energy by shape.
 
-Inputs:  all generation records, their scores, babble metrics, the claims, the
+Inputs:  all generation records and per-token rows, their scores, babble metrics, the claims, the
          prepared model folders (their config.json: each model's shape).
 Outputs: summary (+ CSV), savings, babble, amplification, shapes and claims tables: the
          report's sources.
@@ -8,7 +8,7 @@ Outputs: summary (+ CSV), savings, babble, amplification, shapes and claims tabl
 
 import yaml
 
-from llmenergy import aggregate, architectures, claims, logs, records
+from llmenergy import aggregate, amplification, architectures, claims, logs, records
 
 
 def model_shapes(smk, log) -> dict:
@@ -43,18 +43,23 @@ def main(smk) -> None:
         )
         babbling = aggregate.babbling(metrics, smk.params.babble_threshold)
         records.write_parquet_atomic(babbling, smk.output.babble)
-        amplification = aggregate.amplification(tasks)
-        records.write_parquet_atomic(amplification, smk.output.amplification)
+        amplification_table = amplification.table(
+            tasks.collect(),
+            amplification.token_rows(smk.input.tokens, smk.params.runs),
+            smk.params.analysis.get("amplification"),
+            smk.params.analysis.get("same_positions", 16),
+        )
+        records.write_parquet_atomic(amplification_table, smk.output.amplification)
         shapes = model_shapes(smk, log)
         by_shape = architectures.energy_by_shape(
-            aggregate.scan(smk.input.generations).collect(), shapes
+            aggregate.scan(smk.input.generations).collect(), shapes, amplification_table
         )
         records.write_parquet_atomic(by_shape, smk.output.shapes)
         tables = claims.Tables(
             summary,
             savings,
             babbling,
-            amplification,
+            amplification_table,
             smk.params.workload_kinds,
             smk.params.model_kinds,
         )

@@ -1,0 +1,235 @@
+"""How much a long prompt raises decode energy per token, per model and energy source.
+
+Three figures, on the unsuppressed runs (strategy `none`), each with a 95% interval:
+- the study's: decode J/token on the long workload of a named pair (`analysis.amplification`)
+  against the short one, each a ratio of sums (decode energy over decoded tokens, tasks
+  pooled), as a percentage change; the interval resamples tasks within each workload;
+- like with like: the same over the first N decode positions of every task that has them
+  (`analysis.same_positions`), so that workloads that decode for different lengths compare
+  equal work; from per-token energy where a power timeline gave it, else from per-token time
+  (`same_positions_basis` says which);
+- the slope of per-task decode J/token on prompt tokens (least squares, +-1.96 standard
+  errors).
+Without a named pair, the workloads with the shortest and the longest mean prompt are
+compared; a tie between two workloads is reported as a note, never broken silently. Every
+computation sorts its input first and draws from a fixed seed, so the same records give the
+same table in any row order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from llmenergy import stats
+
+RESAMPLES = 1000
+SEED = 0
+Z95 = 1.96
+GROUP = ["model", "energy_source"]
+
+SCHEMA: dict[str, pl.DataType] = {
+    "model": pl.String(),
+    "energy_source": pl.String(),
+    "short_workload": pl.String(),
+    "long_workload": pl.String(),
+    "prompt_tokens_short": pl.Float64(),
+    "prompt_tokens_long": pl.Float64(),
+    "decode_j_per_token_short": pl.Float64(),
+    "decode_j_per_token_long": pl.Float64(),
+    "amplification_pct": pl.Float64(),
+    "amplification_pct_lo": pl.Float64(),
+    "amplification_pct_hi": pl.Float64(),
+    "same_positions": pl.Int64(),
+    "same_positions_basis": pl.String(),
+    "same_positions_tasks": pl.Int64(),
+    "same_positions_pct": pl.Float64(),
+    "same_positions_pct_lo": pl.Float64(),
+    "same_positions_pct_hi": pl.Float64(),
+    "slope_j_per_prompt_token": pl.Float64(),
+    "slope_j_per_prompt_token_lo": pl.Float64(),
+    "slope_j_per_prompt_token_hi": pl.Float64(),
+    "intercept_j": pl.Float64(),
+    "points": pl.Int64(),
+    "note": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class Pair:
+    short: str | None
+    long: str | None
+    note: str = ""
+
+
+def pick_pair(prompt_means: dict[str, float], named: dict[str, str] | None) -> Pair:
+    """The (short, long) workloads to compare: the named pair, else the shortest and the
+    longest mean prompt. A named workload without data, or a tie at either end, is a note."""
+    if named:
+        missing = [w for w in (named["short"], named["long"]) if w not in prompt_means]
+        if missing:
+            return Pair(None, None, f"no unsuppressed run of {', '.join(missing)}")
+        return Pair(named["short"], named["long"])
+    if len(prompt_means) < 2:
+        return Pair(None, None, "needs two workloads")
+    ordered = sorted(prompt_means.items(), key=lambda item: (item[1], item[0]))
+    for end, (name, mean) in (("shortest", ordered[0]), ("longest", ordered[-1])):
+        tied = sorted(w for w, m in prompt_means.items() if m == mean and w != name)
+        if tied:
+            return Pair(
+                None,
+                None,
+                f"{name} and {', '.join(tied)} tie for the {end} prompts: name the pair in "
+                "analysis.amplification",
+            )
+    return Pair(ordered[0][0], ordered[-1][0])
+
+
+def percent_interval(
+    short: tuple[np.ndarray, np.ndarray],
+    long: tuple[np.ndarray, np.ndarray],
+    seed: int = SEED,
+    resamples: int = RESAMPLES,
+) -> tuple[float | None, float | None, float | None]:
+    """100 x (sum(n_long)/sum(d_long)) / (sum(n_short)/sum(d_short)) - 100, over tasks given
+    as (numerators, denominators), with a percentile bootstrap that resamples the tasks of
+    each side apart."""
+
+    def ratio_draws(num: np.ndarray, den: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        idx = rng.integers(0, len(num), size=(resamples, len(num)))
+        return num[idx].sum(axis=1) / den[idx].sum(axis=1)
+
+    (ns, ds), (nl, dl) = short, long
+    if len(ns) == 0 or len(nl) == 0 or ds.sum() <= 0 or dl.sum() <= 0 or ns.sum() <= 0:
+        return None, None, None
+    point = 100.0 * ((nl.sum() / dl.sum()) / (ns.sum() / ds.sum()) - 1.0)
+    rng = np.random.default_rng(seed)
+    short_draws, long_draws = ratio_draws(ns, ds, rng), ratio_draws(nl, dl, rng)
+    keep = (short_draws > 0) & np.isfinite(long_draws)
+    if not keep.any():
+        return float(point), None, None
+    low, high = np.quantile(100.0 * (long_draws[keep] / short_draws[keep] - 1.0), [0.025, 0.975])
+    return float(point), float(low), float(high)
+
+
+def _decode_sides(tasks: pl.DataFrame, pair: Pair) -> tuple[tuple, tuple]:
+    def side(workload: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = tasks.filter(pl.col("workload") == workload)
+        return rows["decode_energy_j"].to_numpy(), (rows["output_tokens"] - 1).to_numpy()
+
+    return side(pair.short), side(pair.long)  # type: ignore[arg-type]
+
+
+def _same_position_sides(
+    tokens: pl.DataFrame, pair: Pair, positions: int
+) -> tuple[str | None, int, tuple | None]:
+    """Per task, the cost of decode positions 1..N ((energy or seconds), N), for tasks that
+    decoded that far; energy when every one of those tokens has it, else time."""
+    window = tokens.filter(pl.col("position").is_between(1, positions))
+    per_task = window.group_by("workload", "task_id", "rep").agg(
+        count=pl.len(),
+        energy=pl.col("energy_j").sum(),
+        energy_known=pl.col("energy_j").is_not_null().all(),
+        seconds=(pl.col("t_s") - pl.col("previous_t_s")).sum(),
+    )
+    per_task = per_task.filter(pl.col("count") == positions).sort("workload", "task_id", "rep")
+    if per_task.is_empty():
+        return None, 0, None
+    basis = "energy" if per_task["energy_known"].all() else "time"
+    column = "energy" if basis == "energy" else "seconds"
+
+    def side(workload: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = per_task.filter(pl.col("workload") == workload)
+        return rows[column].to_numpy().astype(float), np.full(rows.height, float(positions))
+
+    return basis, per_task.height, (side(pair.short), side(pair.long))  # type: ignore[arg-type]
+
+
+def table(
+    tasks: pl.DataFrame,
+    tokens: pl.DataFrame | None,
+    named: dict[str, str] | None = None,
+    positions: int = 16,
+) -> pl.DataFrame:
+    """The amplification table from per-task rows (aggregate.per_task, collected) and
+    per-token rows with the run keys (model, workload, strategy, rep, task_id, position, t_s,
+    energy_j)."""
+    base = (
+        tasks.filter(
+            (pl.col("strategy") == "none")
+            & (pl.col("output_tokens") > 1)
+            & pl.col("decode_energy_j").is_not_null()
+        )
+        .with_columns(jpt=pl.col("decode_energy_j") / (pl.col("output_tokens") - 1))
+        .sort([*GROUP, "workload", "task_id", "rep"])
+    )
+    if tokens is not None:
+        tokens = (
+            tokens.filter(pl.col("strategy") == "none")
+            .sort("model", "workload", "rep", "task_id", "position")
+            .with_columns(
+                previous_t_s=pl.col("t_s").shift(1).over("model", "workload", "rep", "task_id")
+            )
+        )
+    rows = []
+    for (model, source), group in base.group_by(GROUP, maintain_order=True):
+        means = dict(group.group_by("workload").agg(pl.col("prompt_tokens").mean()).iter_rows())
+        pair = pick_pair(means, named)
+        row: dict = dict.fromkeys(SCHEMA) | {"model": model, "energy_source": source}
+        row["note"] = pair.note or None
+        fit = stats.linear_fit(group["prompt_tokens"].to_numpy(), group["jpt"].to_numpy())
+        if fit is not None:
+            row.update(
+                slope_j_per_prompt_token=fit.slope, intercept_j=fit.intercept, points=fit.points
+            )
+            if fit.slope_se is not None:
+                row.update(
+                    slope_j_per_prompt_token_lo=fit.slope - Z95 * fit.slope_se,
+                    slope_j_per_prompt_token_hi=fit.slope + Z95 * fit.slope_se,
+                )
+        if pair.short is not None and pair.long is not None:
+            short, long = _decode_sides(group, pair)
+            point, low, high = percent_interval(short, long)
+            row.update(
+                short_workload=pair.short,
+                long_workload=pair.long,
+                prompt_tokens_short=means[pair.short],
+                prompt_tokens_long=means[pair.long],
+                decode_j_per_token_short=float(short[0].sum() / short[1].sum()),
+                decode_j_per_token_long=float(long[0].sum() / long[1].sum()),
+                amplification_pct=point,
+                amplification_pct_lo=low,
+                amplification_pct_hi=high,
+            )
+            if tokens is not None:
+                mine = tokens.filter(pl.col("model") == model)
+                basis, count, sides = _same_position_sides(mine, pair, positions)
+                if sides is not None:
+                    point, low, high = percent_interval(*sides)
+                    row.update(
+                        same_positions=positions,
+                        same_positions_basis=basis,
+                        same_positions_tasks=count,
+                        same_positions_pct=point,
+                        same_positions_pct_lo=low,
+                        same_positions_pct_hi=high,
+                    )
+        rows.append(row)
+    return pl.DataFrame(rows, schema=SCHEMA, orient="row")
+
+
+def token_rows(paths: Sequence[str], runs: Sequence[dict]) -> pl.DataFrame:
+    """Per-token rows of every run, each with its run's keys (the files hold only the task)."""
+    frames = [
+        pl.read_parquet(path).with_columns(
+            model=pl.lit(run["model"]),
+            workload=pl.lit(run["workload"]),
+            strategy=pl.lit(run["strategy"]),
+            rep=pl.lit(int(run["rep"]), pl.Int64),
+        )
+        for path, run in zip(paths, runs, strict=True)
+    ]
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()

@@ -1,0 +1,126 @@
+"""The amplification table on planted data, whose answers are known by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from llmenergy import amplification, configuration
+
+PAIR = {"short": "he", "long": "cu-long"}
+
+
+def planted(
+    growth: float = 0.0, lengths: dict[str, int] | None = None, tasks: int = 12, seed: int = 1
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per-task and per-token rows of one model: a decode token at position p costs
+    base x (1 + growth x p) J, where base is 1.0 on `he` and 1.2 on `cu-long` (20% more),
+    times a per-task factor around 1; `he` decodes 50 tokens, `cu-long` 300 (by default).
+    A third workload (`cu`) shares `cu-long`'s prompts but answers in 10 tokens."""
+    lengths = lengths or {"he": 50, "cu-long": 300, "cu": 10}
+    bases = {"he": 1.0, "cu-long": 1.2, "cu": 1.2}
+    prompts = {"he": 150, "cu-long": 5000, "cu": 5000}
+    rng = np.random.default_rng(seed)
+    task_rows, token_rows = [], []
+    for workload, decode_tokens in lengths.items():
+        for i in range(tasks):
+            factor = 1 + rng.normal(0, 0.03)
+            energies = [
+                bases[workload] * factor * (1 + growth * p) for p in range(1, decode_tokens + 1)
+            ]
+            task_id = f"{workload}/{i}"
+            task_rows.append(
+                {
+                    "model": "m",
+                    "energy_source": "zeus:nvml",
+                    "workload": workload,
+                    "strategy": "none",
+                    "rep": 1,
+                    "task_id": task_id,
+                    "prompt_tokens": prompts[workload] + i,
+                    "output_tokens": decode_tokens + 1,
+                    "decode_energy_j": sum(energies),
+                }
+            )
+            token_rows.append(
+                {"position": 0, "t_s": 0.1, "energy_j": 5.0, "task_id": task_id}
+                | {"workload": workload}
+            )
+            for p, e in enumerate(energies, start=1):
+                token_rows.append(
+                    {"position": p, "t_s": 0.1 + 0.02 * p * bases[workload], "energy_j": e}
+                    | {"task_id": task_id, "workload": workload}
+                )
+    tokens = pl.DataFrame(token_rows).with_columns(
+        model=pl.lit("m"), strategy=pl.lit("none"), rep=pl.lit(1, pl.Int64)
+    )
+    return pl.DataFrame(task_rows), tokens
+
+
+def test_the_named_pair_recovers_the_planted_20_percent():
+    tasks, tokens = planted()
+    (row,) = amplification.table(tasks, tokens, PAIR, positions=16).iter_rows(named=True)
+    assert (row["short_workload"], row["long_workload"]) == ("he", "cu-long")
+    assert row["amplification_pct_lo"] < row["amplification_pct"] < row["amplification_pct_hi"]
+    assert row["amplification_pct_lo"] <= 20.0 <= row["amplification_pct_hi"]
+    assert row["amplification_pct"] == pytest.approx(20.0, abs=3.0)
+    assert row["same_positions_basis"] == "energy"
+    assert row["same_positions_pct_lo"] <= 20.0 <= row["same_positions_pct_hi"]
+
+
+def test_same_positions_are_unmoved_by_decode_lengths():
+    """With a cost that grows along the decode, the whole-decode figure mixes in the longer
+    decode of `cu-long`; over the same 16 positions the answer stays 20%, whatever the lengths."""
+    growing, tokens = planted(growth=0.01)
+    (row,) = amplification.table(growing, tokens, PAIR, positions=16).iter_rows(named=True)
+    assert row["amplification_pct"] > 60.0  # 300 vs 50 decode tokens, each dearer than the last
+    assert row["same_positions_pct_lo"] <= 20.0 <= row["same_positions_pct_hi"]
+    other_lengths, other_tokens = planted(growth=0.01, lengths={"he": 200, "cu-long": 40})
+    (other,) = amplification.table(other_lengths, other_tokens, PAIR, 16).iter_rows(named=True)
+    assert other["same_positions_pct"] == pytest.approx(row["same_positions_pct"], abs=0.5)
+    assert other["amplification_pct"] < 20.0  # the whole-decode figure moved the other way
+
+
+def test_time_basis_where_no_token_has_energy():
+    tasks, tokens = planted()
+    tokens = tokens.with_columns(energy_j=pl.lit(None, pl.Float64))
+    (row,) = amplification.table(tasks, tokens, PAIR, positions=16).iter_rows(named=True)
+    assert row["same_positions_basis"] == "time"
+    assert row["same_positions_pct"] == pytest.approx(20.0, abs=1e-6)  # 0.024 s vs 0.02 s
+
+
+def test_shuffled_rows_give_the_same_table():
+    tasks, tokens = planted()
+    first = amplification.table(tasks, tokens, PAIR)
+    again = amplification.table(
+        tasks.sample(fraction=1.0, shuffle=True, seed=7),
+        tokens.sample(fraction=1.0, shuffle=True, seed=8),
+        PAIR,
+    )
+    assert first.equals(again)
+
+
+def test_a_tie_or_a_missing_workload_is_said_not_picked():
+    tasks, tokens = planted()
+    # cu and cu-long share their prompts: the longest end is a tie.
+    (row,) = amplification.table(tasks, tokens, None).iter_rows(named=True)
+    assert row["amplification_pct"] is None
+    assert "cu" in row["note"] and "tie" in row["note"] and "analysis.amplification" in row["note"]
+    without_long = tasks.filter(pl.col("workload") != "cu-long")
+    (row,) = amplification.table(without_long, tokens, PAIR).iter_rows(named=True)
+    assert row["amplification_pct"] is None and "cu-long" in row["note"]
+    # No tie: shortest and longest by mean prompt.
+    two = tasks.filter(pl.col("workload") != "cu")
+    (row,) = amplification.table(two, tokens, None).iter_rows(named=True)
+    assert (row["short_workload"], row["long_workload"]) == ("he", "cu-long")
+
+
+def test_the_config_names_an_existing_pair():
+    config = {
+        "datasets": {},
+        "workloads": {},
+        "analysis": {"amplification": {"short": "he", "long": "nope"}},
+    }
+    with pytest.raises(configuration.ConfigError, match=r"analysis\.amplification\.short"):
+        configuration.check(config)
