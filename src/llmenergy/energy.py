@@ -198,6 +198,16 @@ def held_energy(timeline: Sequence[tuple[float, float]], start: float, end: floa
     return total
 
 
+def _around(
+    timeline: Sequence[tuple[float, float]], start: float, end: float
+) -> Sequence[tuple[float, float]]:
+    """The samples that hold over [start, end]: the last one at or before `start` (all before
+    it, if none is), and those up to `end`."""
+    times = [t for t, _ in timeline]
+    first = max(bisect.bisect_right(times, start) - 1, 0)
+    return timeline[first : bisect.bisect_right(times, end)]
+
+
 def gpu_names(indices: Sequence[int]) -> dict[int, str]:
     from zeus.device import get_gpus
 
@@ -341,6 +351,9 @@ class ZeusMeter:
         # Samples reach the timeline from Zeus's poller: let the one after `last` arrive.
         time.sleep(max(0.0, last + 2 * self.power_update_period_s - time.time()))
         lines = self._power.get_power_timeline("device_instant", end_time=last + 1.0)
+        # The job's whole timeline, cut once to these intervals (held_energy scans what it gets).
+        first = min(start for start, _ in intervals)
+        lines = {gpu: _around(line, first, last) for gpu, line in lines.items()}
         energies: list[float | None] = []
         for start, end in intervals:
             parts = [held_energy(line, start, end) for line in lines.values()]

@@ -241,11 +241,12 @@ def _replay_task(loaded: LoadedModel, input_ids: torch.Tensor, token_ids: list[i
     """The forward passes of one decoded task again: prefill, then each output token but the
     last fed back, with the same argmax and wait for the device as in decoding."""
     model = loaded.model
+    # On the device before the window's work, as decoding's own next-token ids are.
+    steps = torch.tensor(token_ids[:-1], device=loaded.device).view(-1, 1, 1)
     output = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
     int(output.logits[:, -1, :].argmax(dim=-1).item())
     cache = output.past_key_values
-    for token in token_ids[:-1]:
-        step = torch.tensor([[token]], device=loaded.device)
+    for step in steps:
         output = model(input_ids=step, past_key_values=cache, use_cache=True)
         cache = output.past_key_values
         int(output.logits[:, -1, :].argmax(dim=-1).item())
@@ -275,11 +276,10 @@ def decode_by_subtraction(
         _synchronize(loaded.device)
         window_s = time.perf_counter() - start
         reading = meter.end("task")
-        # A first pass slowed by the checks beside it makes the replays faster than planned.
-        more = task_passes(window_s / passes, meter.min_window_s, max_repeats)
         if window_s >= meter.min_window_s or passes >= max_repeats:
             break
-        passes = max(passes + 1, more)
+        # A first pass slowed by the checks beside it makes the replays faster than planned.
+        passes = max(passes + 1, task_passes(window_s / passes, meter.min_window_s, max_repeats))
     if window_s < meter.min_window_s:
         return dataclasses.replace(decoded, task_repeats=passes)
     decode_j = _minus(reading.energy_j, passes, decoded.prefill_energy_j)
