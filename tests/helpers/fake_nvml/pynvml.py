@@ -13,8 +13,8 @@ whatever the machine does. As NVML documents:
   offer the one-second average do);
 - the average power field is the mean over the last second.
 Everything is computed from the clock and the spec, so the spawned processes of Zeus's power
-monitor see the same GPUs. Each power-field read appends one byte to `polls_dir/<pid>` when
-`polls_dir` is set, so a test can count how often the monitor polls.
+monitor see the same GPUs. Each power-field read appends its time to `polls_dir/<pid>` when
+`polls_dir` is set, so a test can tell how often the monitor polls.
 """
 
 from __future__ import annotations
@@ -119,8 +119,8 @@ def _mean_power_mw(gpu: dict[str, Any], end: float, span: float) -> int:
 def _count_poll() -> None:
     folder = _spec().get("polls_dir")
     if folder:
-        with open(os.path.join(folder, str(os.getpid())), "ab") as file:
-            file.write(b".")
+        with open(os.path.join(folder, str(os.getpid())), "a", encoding="utf-8") as file:
+            file.write(f"{time.time():.6f}\n")
 
 
 def nvmlInit() -> None:
