@@ -214,6 +214,10 @@ def test_the_dag_meters_the_simulated_gpu(tmp_path, workdir):
         "max_prefill_repeats": 5000,
         "idle_seconds": 0.5,
     }
+    # Decodes long enough for their own window: 16 tokens would leave decode to a subtraction
+    # of two noisy numbers on a loaded machine, which the meter rightly nulls.
+    config["workloads"]["humaneval-0shot"]["max_new_tokens"] = 400
+    config["generation"]["ignore_eos"] = True
     command = snakemake_command(workdir, config, "results/aggregate/summary.parquet")
     run = subprocess.run(
         command, cwd=workdir, env=environment(spec), capture_output=True, text=True, timeout=600
