@@ -121,3 +121,27 @@ def test_limits_from_config() -> None:
     limits = evaluation.limits_from({"timeout_s": 3, "memory_mb": 256, "processes": 8})
     assert (limits.timeout_s, limits.memory_mb, limits.processes) == (3.0, 256, 8)
     assert evaluation.limits_from({}) == sandbox.Limits()
+
+
+def test_babble_cut_at_the_cap_passes_as_a_harness_scores_it(tasks) -> None:
+    """Acceptance 3: a right function, then babble the token cap cut mid-statement."""
+    references = [task["reference"] for task in tasks.values()]
+    cut_babble = references[0] + "\n\ndef check_it():\n    print(has_close_elements([1.0, 2"
+    # A chat answer: the right function in its first block, then a second block cut short.
+    chat = (
+        f"```python\n{tasks['HumanEval/1']['prompt']}{references[1]}```\nTry:\n```python\nprint(x("
+    )
+    rows = evaluation.score(
+        generations(tasks, [cut_babble]), tasks, "completion", CONFIG, workers=1
+    )
+    assert (rows[0]["passed"], rows[0]["passed_raw"]) == (True, False)
+    assert rows[0]["error_kind"] is None  # the row's error is the scored (cut) form's
+    chat_rows = evaluation.score(
+        [{**KEYS, "task_id": "HumanEval/1", "completion": chat}], tasks, "chat", CONFIG
+    )
+    assert (chat_rows[0]["passed"], chat_rows[0]["passed_raw"]) == (True, False)
+    # Clean outputs pass both ways, and a wrong one fails both ways.
+    rows = evaluation.score(
+        generations(tasks, [references[0], "    return None\n"]), tasks, "completion", CONFIG
+    )
+    assert [(r["passed"], r["passed_raw"]) for r in rows] == [(True, True), (False, False)]

@@ -151,3 +151,30 @@ def test_chat_answer_with_a_wrong_function_fails(humaneval_tasks: list[dict[str,
     answer = f"```python\n{task['prompt']}    return None\n```"
     outcome = scoring.check_humaneval(task, answer, "chat", LIMITS)
     assert not outcome.ok
+
+
+@pytest.mark.parametrize(
+    ("output", "style", "cut"),
+    [
+        ("    return 1\n\ndef g():\n    pri", "completion", "    return 1\n"),
+        ("    return 1\nprint(f(", "completion", "    return 1"),
+        (
+            "    x = 1\n    # inside\n    return x\n# after",
+            "completion",
+            "    x = 1\n    # inside\n    return x",
+        ),
+        ("    return 1\n", "completion", "    return 1\n"),
+        (
+            "Here:\n```py\ndef f():\n    return 1\n```\nand\n```python\nf(",
+            "chat",
+            "def f():\n    return 1",
+        ),
+    ],
+)
+def test_harness_cut(output: str, style: str, cut: str) -> None:
+    assert scoring.harness_cut(output, style) == cut
+
+
+def test_every_code_block_keeps_the_blocks_in_order() -> None:
+    answer = "a\n```python\nx = 1\n```\nb\n```\ny = 2\n```\nc\n```python\nz("
+    assert scoring.every_code_block(answer) == "x = 1\n\ny = 2\n\nz("

@@ -1,7 +1,9 @@
 """Scoring a run's completions: one score row per generation record.
 
 HumanEval tasks (scorer `humaneval`) run each completion with its tests in the sandbox, in
-parallel up to the given number of workers; LongBench tasks (scorer `code_sim`) compare the
+parallel up to the given number of workers, twice where the two differ: cut as a harness cuts it
+(`passed`, which pass@1 and flips use) and whole as generated (`passed_raw`; see
+llmenergy.scoring); LongBench tasks (scorer `code_sim`) compare the
 predicted line with the answers and run nothing.
 
 Whether model output may run at all (config `evaluation`):
@@ -61,7 +63,8 @@ def isolation_for(
 
 def _row(record: dict[str, Any], **values: Any) -> dict[str, Any]:
     row = {key: record[key] for key in KEYS}
-    row.update({"passed": None, "code_sim": None, "error_kind": None, "sandbox": "none"})
+    row.update({"passed": None, "passed_raw": None, "code_sim": None, "error_kind": None})
+    row["sandbox"] = "none"
     row.update({"check_s": None, **values})
     return row
 
@@ -69,6 +72,29 @@ def _row(record: dict[str, Any], **values: Any) -> dict[str, Any]:
 def unscored(generations: list[dict[str, Any]], reason: str) -> list[dict[str, Any]]:
     """One null score row per record, with `reason` as its error kind."""
     return [_row(record, error_kind=reason) for record in generations]
+
+
+def _run_cut_and_raw(
+    records: list[dict[str, Any]],
+    tasks: dict[str, dict[str, Any]],
+    prompt_style: str,
+    config: dict[str, Any],
+    isolation: sandbox.Isolation,
+    workers: int,
+) -> list[tuple[sandbox.Outcome, sandbox.Outcome]]:
+    """Each record's outcome cut as a harness cuts it and whole; a program is run once even
+    when both forms (or two records) are the same text."""
+    pairs = [
+        tuple(
+            scoring.humaneval_program(tasks[r["task_id"]], r["completion"], prompt_style, cut)
+            for cut in (True, False)
+        )
+        for r in records
+    ]
+    programs = list(dict.fromkeys(program for pair in pairs for program in pair))
+    ran = sandbox.run_many(programs, limits_from(config), isolation, workers)
+    outcomes = dict(zip(programs, ran, strict=True))
+    return [(outcomes[cut], outcomes[raw]) for cut, raw in pairs]
 
 
 def score(
@@ -99,20 +125,17 @@ def score(
             for index in to_run:
                 rows[index] = _row(generations[index], error_kind=kind)
         else:
-            programs = [
-                scoring.humaneval_program(
-                    tasks[generations[i]["task_id"]], generations[i]["completion"], prompt_style
-                )
-                for i in to_run
-            ]
-            outcomes = sandbox.run_many(programs, limits_from(config), isolation, workers)
-            for index, outcome in zip(to_run, outcomes, strict=True):
+            outcomes = _run_cut_and_raw(
+                [generations[i] for i in to_run], tasks, prompt_style, config, isolation, workers
+            )
+            for index, (cut, raw) in zip(to_run, outcomes, strict=True):
                 rows[index] = _row(
                     generations[index],
-                    passed=outcome.ok,
-                    error_kind=outcome.error_kind,
-                    sandbox=outcome.sandbox,
-                    check_s=outcome.seconds,
+                    passed=cut.ok,
+                    passed_raw=raw.ok,
+                    error_kind=cut.error_kind,
+                    sandbox=cut.sandbox,
+                    check_s=cut.seconds,
                 )
     for row in rows:
         assert row is not None

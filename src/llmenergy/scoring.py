@@ -1,6 +1,12 @@
 """Scores: HumanEval functional correctness (pass@k) and LongBench's code similarity.
 
 - pass@k: the unbiased estimator of Chen et al. (2021) over n samples of which c pass.
+- passed (harness cut) and passed_raw (as generated): a completion is scored as a harness
+  scores it, cut by one rule for every strategy alike: at the first of
+  bigcode-evaluation-harness's HumanEval stop sequences for a completion prompt, at the end of
+  the first fenced code block for a chat answer. `passed_raw` runs the output whole (a chat
+  answer's every code block, in order), so a right function followed by babble that the token
+  cap cut mid-statement fails raw but passes cut.
 - code_sim_score: LongBench's metric for its code tasks (lcc, repobench-p). The prediction's
   first line that is not a comment or a fence is compared with each answer by fuzzywuzzy's
   `fuzz.ratio` (0-100, on difflib's SequenceMatcher, the backend fuzzywuzzy uses when
@@ -20,6 +26,19 @@ from llmenergy import sandbox
 
 # An opening fence with any language tag (python, py, python3, ...), up to a closing fence.
 FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:\n```|\Z)", re.DOTALL)
+
+# bigcode-evaluation-harness's stop sequences for HumanEval completion prompts: a completion
+# ends where the next top-level statement, comment, decorator or fence begins.
+HARNESS_STOP_SEQUENCES = (
+    "\nclass",
+    "\ndef",
+    "\n#",
+    "\n@",
+    "\nprint",
+    "\nif",
+    "\n```",
+    "<file_sep>",
+)
 
 # A line holding any of these is not taken as the predicted line of code (LongBench's rule).
 NOT_CODE_MARKS = ("`", "#", "//")
@@ -72,18 +91,41 @@ def code_of_chat_answer(answer: str) -> str:
     return match.group(1) if match else answer
 
 
-def humaneval_solution(task: dict[str, Any], completion: str, prompt_style: str) -> str:
-    """The code a completion stands for: the prompt it continues, or the chat answer's code."""
+def every_code_block(answer: str) -> str:
+    """A chat answer's code as generated: every fenced block in order (the answer itself when
+    it has none)."""
+    blocks = FENCE.findall(answer)
+    return "\n\n".join(blocks) if blocks else answer
+
+
+def harness_cut(completion: str, prompt_style: str) -> str:
+    """The part of an output a harness scores: a completion up to its first stop sequence, a
+    chat answer's first code block."""
+    if prompt_style != "completion":
+        return code_of_chat_answer(completion)
+    ends = [i for i in (completion.find(s) for s in HARNESS_STOP_SEQUENCES) if i >= 0]
+    return completion[: min(ends)] if ends else completion
+
+
+def humaneval_solution(
+    task: dict[str, Any], completion: str, prompt_style: str, cut: bool = True
+) -> str:
+    """The code a completion stands for: the prompt it continues, or the chat answer's code;
+    cut as a harness cuts it (`cut`), or whole as generated."""
     if prompt_style == "completion":
         # The text the model continued: the task's prompt with the workload's instruction.
-        return (task.get("prompt_completion") or task["prompt"]) + completion
+        body = harness_cut(completion, prompt_style) if cut else completion
+        return (task.get("prompt_completion") or task["prompt"]) + body
+    code = code_of_chat_answer(completion) if cut else every_code_block(completion)
     # The answer repeats the function; the prompt before it keeps the task's imports.
-    return task["prompt"] + "\n    pass\n\n" + code_of_chat_answer(completion)
+    return task["prompt"] + "\n    pass\n\n" + code
 
 
-def humaneval_program(task: dict[str, Any], completion: str, prompt_style: str) -> str:
+def humaneval_program(
+    task: dict[str, Any], completion: str, prompt_style: str, cut: bool = True
+) -> str:
     """The program whose normal end says a completion passes the task's tests."""
-    solution = humaneval_solution(task, completion, prompt_style)
+    solution = humaneval_solution(task, completion, prompt_style, cut)
     return f"{solution}\n\n{task['test']}\n\ncheck({task['entry_point']})\n"
 
 
@@ -93,5 +135,7 @@ def check_humaneval(
     prompt_style: str,
     limits: sandbox.Limits,
     isolation: sandbox.Isolation | None = None,
+    cut: bool = True,
 ) -> sandbox.Outcome:
-    return sandbox.run_python(humaneval_program(task, completion, prompt_style), limits, isolation)
+    program = humaneval_program(task, completion, prompt_style, cut)
+    return sandbox.run_python(program, limits, isolation)
