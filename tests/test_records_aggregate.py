@@ -134,6 +134,7 @@ def _score(gen: dict[str, Any], passed: bool | None, sandbox: str) -> dict[str, 
     return {
         **{k: gen[k] for k in ("model", "workload", "strategy", "rep", "task_id")},
         "passed": passed,
+        "passed_raw": passed,
         "error_kind": None if passed else "assertion",
         "sandbox": sandbox,
         "check_s": 0.05,

@@ -10,7 +10,7 @@ Host energy (RAPL beside a GPU) has its own columns and never enters the claims.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,26 +30,39 @@ def scan(paths: Sequence[str | Path]) -> pl.LazyFrame:
 def per_task(generations: pl.LazyFrame, scores: pl.LazyFrame) -> pl.LazyFrame:
     """Generation records joined with their scores, one row per task and repetition."""
     columns = [*KEYS, "rep", "task_id", "passed", "error_kind", "sandbox"]
-    if "code_sim" in scores.collect_schema().names():
-        score_columns = scores.select([*columns, "code_sim"])
-    else:  # HumanEval-only score files of older runs
-        score_columns = scores.select(columns).with_columns(code_sim=pl.lit(None, pl.Float64))
-    joined = generations.join(score_columns, on=[*KEYS, "rep", "task_id"], how="left")
-    return joined.with_columns(
-        total_energy_j=pl.col("prefill_energy_j") + pl.col("decode_energy_j"),
-        prefill_above_idle_j=pl.col("prefill_energy_j")
-        - pl.col("idle_power_w") * pl.col("prefill_s"),
-        decode_above_idle_j=pl.col("decode_energy_j") - pl.col("idle_power_w") * pl.col("decode_s"),
-    ).with_columns(
-        total_above_idle_j=pl.col("prefill_above_idle_j") + pl.col("decode_above_idle_j"),
+    present = scores.collect_schema().names()
+    # Score files of older runs lack the later columns: null, never a guess.
+    later = {"code_sim": pl.Float64, "passed_raw": pl.Boolean}
+    score_columns = scores.select(
+        *columns,
+        *(
+            pl.col(c) if c in present else pl.lit(None, dtype).alias(c)
+            for c, dtype in later.items()
+        ),
     )
+    if "task_s" not in generations.collect_schema().names():
+        generations = generations.with_columns(task_s=pl.lit(None, pl.Float64))
+    joined = generations.join(score_columns, on=[*KEYS, "rep", "task_id"], how="left")
+    return (
+        joined.with_columns(
+            total_energy_j=pl.col("prefill_energy_j") + pl.col("decode_energy_j"),
+            prefill_above_idle_j=pl.col("prefill_energy_j")
+            - pl.col("idle_power_w") * pl.col("prefill_s"),
+            decode_above_idle_j=pl.col("decode_energy_j")
+            - pl.col("idle_power_w") * pl.col("decode_s"),
+        )
+        .with_columns(
+            total_above_idle_j=pl.col("prefill_above_idle_j") + pl.col("decode_above_idle_j"),
+        )
+        .sort([*KEYS, "energy_source", "task_id", "rep"])
+    )  # sums in one order, whatever the input's
 
 
 def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
     """The summary table: one row per model x workload x strategy x energy source."""
     measured = pl.col("total_energy_j").is_not_null()
     return (
-        tasks.group_by([*KEYS, "energy_source"])
+        tasks.group_by([*KEYS, "energy_source"], maintain_order=True)
         .agg(
             model_revision=pl.col("model_revision").unique().sort().str.join(","),
             tasks=pl.col("task_id").n_unique(),
@@ -61,6 +74,7 @@ def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
             output_tokens_total=pl.col("output_tokens").sum(),
             prefill_s_mean=pl.col("prefill_s").mean(),
             decode_s_mean=pl.col("decode_s").mean(),
+            task_s_mean=pl.col("task_s").mean(),
             prefill_energy_j_mean=pl.col("prefill_energy_j").filter(measured).mean(),
             decode_energy_j_mean=pl.col("decode_energy_j").filter(measured).mean(),
             total_energy_j_mean=pl.col("total_energy_j").filter(measured).mean(),
@@ -92,6 +106,7 @@ def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
                 / (pl.col("output_tokens").filter(measured) - 1).sum()
             ),
             pass_at_1=pl.col("passed").cast(pl.Float64).mean(),
+            pass_at_1_raw=pl.col("passed_raw").cast(pl.Float64).mean(),
             code_sim_mean=pl.col("code_sim").mean(),
             scored=(pl.col("passed").is_not_null() | pl.col("code_sim").is_not_null()).sum(),
             # Completions that were never run (no sandbox here, or running them is off).
@@ -126,80 +141,155 @@ def aggregate(
 
 
 def with_check_energy(tasks: pl.LazyFrame) -> pl.LazyFrame:
-    """Total energy including the stopping strategy's own checks. Checks run on the CPU in
-    other processes: a meter whose figure covers the CPU packages (RAPL as the accelerator)
-    has them in its windows already; for the others their own energy is added."""
-    checks = (
-        pl.when(pl.col("energy_covers_cpu").fill_null(False))
-        .then(0.0)
-        .otherwise(pl.col("check_energy_j").fill_null(0.0))
-    )
+    """Total energy including the stopping strategy's own checks, each counted once. Checks run
+    on the CPU in other processes: a meter whose figure covers the CPU packages (RAPL as the
+    accelerator) has them in its windows already; for the others their own energy is added,
+    and a task whose checks ran without an energy figure has no total."""
+    ran_checks = pl.col("check_s").is_not_null()
+    covered = pl.col("energy_covers_cpu").fill_null(False)
+    checks = pl.when(covered | ~ran_checks).then(pl.lit(0.0)).otherwise(pl.col("check_energy_j"))
     return tasks.with_columns(energy_with_checks_j=pl.col("total_energy_j") + checks)
 
 
-def savings(tasks: pl.LazyFrame) -> pl.DataFrame:
-    """Each strategy against the `none` baseline, paired per task and repetition: shares of
-    energy, tokens and time saved, and the tasks whose pass/fail differs (flips)."""
-    tasks = with_check_energy(tasks)
-    pair = ["model", "workload", "rep", "task_id"]
+PAIR = ["model", "workload", "rep", "task_id"]
+
+
+def paired(tasks: pl.LazyFrame) -> pl.DataFrame:
+    """Each strategy's task beside the same task and repetition of the `none` baseline."""
+    tasks = with_check_energy(tasks).with_columns(
+        # Records written before task_s existed: prefill + decode is the best there is.
+        task_s=pl.coalesce("task_s", pl.col("prefill_s") + pl.col("decode_s")),
+        decode_tokens=pl.col("output_tokens") - 1,
+    )
     base = tasks.filter(pl.col("strategy") == "none").select(
-        *pair,
+        *PAIR,
         base_energy_j=pl.col("total_energy_j"),
+        base_decode_energy_j=pl.col("decode_energy_j"),
+        base_decode_tokens=pl.col("decode_tokens"),
         base_tokens=pl.col("output_tokens"),
-        base_s=pl.col("prefill_s") + pl.col("decode_s"),
+        base_task_s=pl.col("task_s"),
         base_passed=pl.col("passed"),
+        base_passed_raw=pl.col("passed_raw"),
         base_code_sim=pl.col("code_sim"),
     )
-    paired = (
+    return (
         tasks.filter(pl.col("strategy") != "none")
-        .join(base, on=pair, how="inner")
+        .join(base, on=PAIR, how="inner")
         .with_columns(
-            seconds=pl.col("prefill_s") + pl.col("decode_s") + pl.col("check_s").fill_null(0),
             both_measured=pl.col("energy_with_checks_j").is_not_null()
             & pl.col("base_energy_j").is_not_null(),
-            flipped=pl.col("passed").ne_missing(pl.col("base_passed")),
+            # Only a task scored pass/fail on both sides can flip.
+            flip_pair=pl.col("passed").is_not_null() & pl.col("base_passed").is_not_null(),
+            unscored_pair=~(
+                (pl.col("passed").is_not_null() & pl.col("base_passed").is_not_null())
+                | (pl.col("code_sim").is_not_null() & pl.col("base_code_sim").is_not_null())
+            ),
         )
+        .with_columns(flipped=pl.col("flip_pair") & (pl.col("passed") != pl.col("base_passed")))
+        .sort([*KEYS, "task_id", "rep"])
+        .collect()
     )
+
+
+def _saved(sums: np.ndarray) -> np.ndarray:
+    return 1.0 - sums[..., 0] / sums[..., 1]
+
+
+def _per_token_change(sums: np.ndarray) -> np.ndarray:
+    return (sums[..., 0] / sums[..., 1]) / (sums[..., 2] / sums[..., 3]) - 1.0
+
+
+# Paired statistics of the savings table: name, the columns summed, the statistic of the sums.
+PAIRED_STATISTICS: list[tuple[str, tuple[str, ...], Callable[[np.ndarray], np.ndarray]]] = [
+    ("energy_saved", ("energy_with_checks_j", "base_energy_j"), _saved),
+    ("tokens_saved", ("output_tokens", "base_tokens"), _saved),
+    ("time_saved", ("task_s", "base_task_s"), _saved),
+    (
+        "decode_j_per_token_change",
+        ("decode_energy_j", "decode_tokens", "base_decode_energy_j", "base_decode_tokens"),
+        _per_token_change,
+    ),
+]
+
+
+def paired_intervals(
+    group: pl.DataFrame, resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0
+) -> dict[str, float | None]:
+    """Each paired statistic of one model x workload x strategy, with its bootstrap interval
+    over tasks (a task's repetitions summed; pairs missing a column left out)."""
+    out: dict[str, float | None] = {}
+    for name, columns, statistic in PAIRED_STATISTICS:
+        complete = group.drop_nulls(list(columns))
+        per_task = complete.group_by("task_id").agg(pl.col(list(columns)).sum()).sort("task_id")
+        values = per_task.select(pl.col(list(columns)).cast(pl.Float64)).to_numpy()
+        interval = stats.bootstrap_of_sums(values, statistic, resamples, seed)
+        out[name], out[f"{name}_lo"], out[f"{name}_hi"] = (
+            interval.mean,
+            interval.low,
+            interval.high,
+        )
+    return out
+
+
+def savings(tasks: pl.LazyFrame, resamples: int = stats.DEFAULT_RESAMPLES) -> pl.DataFrame:
+    """Each strategy against the `none` baseline, paired per task and repetition: shares of
+    energy (checks included once), tokens and end-to-end time saved, the change of decode
+    energy per token, each with a paired bootstrap interval; accuracy both ways and the tasks
+    whose pass/fail differs (flips, over tasks scored pass/fail on both sides)."""
+    pairs = paired(tasks)
     measured = pl.col("both_measured")
-    return (
-        paired.group_by(KEYS)
+    table = (
+        pairs.lazy()
+        .group_by(KEYS, maintain_order=True)
         .agg(
             tasks=pl.len(),
             energy_tasks=measured.sum(),
             base_energy_j_mean=pl.col("base_energy_j").filter(measured).mean(),
             energy_j_mean=pl.col("energy_with_checks_j").filter(measured).mean(),
-            energy_saved=1
-            - pl.col("energy_with_checks_j").filter(measured).sum()
-            / pl.col("base_energy_j").filter(measured).sum(),
-            tokens_saved=1 - pl.col("output_tokens").sum() / pl.col("base_tokens").sum(),
-            time_saved=1 - pl.col("seconds").sum() / pl.col("base_s").sum(),
+            base_task_s_mean=pl.col("base_task_s").mean(),
+            task_s_mean=pl.col("task_s").mean(),
             check_s_mean=pl.col("check_s").mean(),
+            check_energy_j_mean=pl.col("check_energy_j").mean(),
             check_share_of_decode=pl.col("check_energy_j").filter(measured).sum()
             / pl.col("decode_energy_j").filter(measured).sum(),
             base_pass_at_1=pl.col("base_passed").cast(pl.Float64).mean(),
             pass_at_1=pl.col("passed").cast(pl.Float64).mean(),
+            base_pass_at_1_raw=pl.col("base_passed_raw").cast(pl.Float64).mean(),
+            pass_at_1_raw=pl.col("passed_raw").cast(pl.Float64).mean(),
             base_code_sim=pl.col("base_code_sim").mean(),
             code_sim=pl.col("code_sim").mean(),
+            flip_pairs=pl.col("flip_pair").sum(),
             flips=pl.col("flipped").sum(),
             flipped_tasks=pl.col("task_id").filter(pl.col("flipped")).unique().sort().str.join(" "),
+            unscored=pl.col("unscored_pair").sum(),
         )
         .with_columns(
-            [
-                pl.when(pl.col("energy_tasks") > 0).then(pl.col(c)).otherwise(None).alias(c)
-                for c in ("energy_saved", "check_share_of_decode")
-            ]
+            pl.when(pl.col("energy_tasks") > 0)
+            .then(pl.col("check_share_of_decode"))
+            .otherwise(None)
+            .alias("check_share_of_decode")
         )
         .with_columns(pl.col(pl.Float64).fill_nan(None))
         .sort(KEYS)
         .collect()
     )
+    bounds = [
+        {**dict(zip(KEYS, keys, strict=True)), **paired_intervals(group, resamples)}
+        for keys, group in pairs.group_by(KEYS, maintain_order=True)
+    ]
+    schema = {k: pl.String() for k in KEYS}
+    for name, *_ in PAIRED_STATISTICS:
+        schema.update({name: pl.Float64(), f"{name}_lo": pl.Float64(), f"{name}_hi": pl.Float64()})
+    bounds_frame = pl.DataFrame(bounds, schema=schema, orient="row")
+    return table.join(bounds_frame, on=KEYS, how="left").sort(KEYS)
 
 
 def babbling(metrics: pl.LazyFrame, threshold: float) -> pl.DataFrame:
     """Per model and workload: mean babble ratio by each rule, and whether the model babbles
     (mean ratio by the syntax rule at or above `threshold`)."""
     return (
-        metrics.group_by(["model", "workload"])
+        metrics.sort(["model", "workload", "strategy", "rep", "task_id"])
+        .group_by(["model", "workload"], maintain_order=True)
         .agg(
             outputs=pl.len(),
             complete_syntax=pl.col("answer_tokens_syntax").is_not_null().sum(),
@@ -224,6 +314,7 @@ INTERVALS: list[tuple[str, str, str, str | None]] = [
     ("decode_j_per_token", "ratio", "decode_energy_j", "decode_tokens"),
     ("seconds_mean", "mean", "seconds", None),
     ("pass_at_1", "mean", "passed_f", None),
+    ("pass_at_1_raw", "mean", "passed_raw_f", None),
     ("code_sim_mean", "mean", "code_sim", None),
 ]
 
@@ -251,12 +342,14 @@ def intervals(
             measured=pl.col("total_energy_j").is_not_null(),
             seconds=pl.col("prefill_s") + pl.col("decode_s"),
             passed_f=pl.col("passed").cast(pl.Float64),
+            passed_raw_f=pl.col("passed_raw").cast(pl.Float64),
             decode_tokens=(pl.col("output_tokens") - 1).cast(pl.Float64),
         )
         .with_columns(
             [
                 pl.when(pl.col("measured")).then(pl.col(c)).otherwise(None).alias(c)
-                for c in ("output_tokens", "decode_tokens")
+                # Every energy statistic and its denominator, as the summary's means take them.
+                for c in ("prefill_energy_j", "decode_energy_j", "output_tokens", "decode_tokens")
             ]
         )
         .collect()

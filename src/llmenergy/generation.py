@@ -348,8 +348,10 @@ def record(
     completion: str | None,
     context: Context,
     checks: Checks | None = None,
+    task_s: float | None = None,
 ) -> dict[str, Any]:
-    """The generation record (records.GENERATION_SCHEMA) of one decoded task."""
+    """The generation record (records.GENERATION_SCHEMA) of one decoded task; `task_s` is its
+    first pass end to end (prefill + decode when not given)."""
     checks = checks or Checks()
     return {
         **keys,
@@ -360,6 +362,7 @@ def record(
         "completion": completion,
         "prefill_s": decoded.prefill_s,
         "decode_s": decoded.decode_s,
+        "task_s": decoded.prefill_s + decoded.decode_s if task_s is None else task_s,
         "prefill_energy_j": decoded.prefill_energy_j,
         "decode_energy_j": decoded.decode_energy_j,
         **dataclasses.asdict(context),
@@ -471,9 +474,12 @@ def run(
             loaded, input_ids, max_new_tokens, meter, max_prefill_repeats, stopper, strategy
         )
         checks = None
+        task_s = decoded.prefill_s + decoded.decode_s  # before replays can replace decode_s
         if oracle:
             # Its last check may still run: wait, so it spends nothing in the next windows.
+            waited = time.perf_counter()
             stats = stopper.finish(wait=True)
+            task_s += time.perf_counter() - waited
             package = None
             if rapl_checks:
                 reading = meter.end("checks")
@@ -483,7 +489,9 @@ def run(
         completion = decoded.kept_text
         if completion is None:
             completion = completion_text(loaded, decoded.token_ids)
-        result.records.append(record(keys, task["task_id"], decoded, completion, context, checks))
+        result.records.append(
+            record(keys, task["task_id"], decoded, completion, context, checks, task_s)
+        )
         result.tokens.extend(
             {"task_id": task["task_id"], "position": i, "t_s": t, "energy_j": e}
             for i, (t, e) in enumerate(

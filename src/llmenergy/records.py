@@ -30,6 +30,8 @@ GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "completion": pl.String(),
     "prefill_s": pl.Float64(),
     "decode_s": pl.Float64(),
+    # End to end, as a user waits: one prefill, decode, and the stopper's last check.
+    "task_s": pl.Float64(),
     # The accelerator's energy (the device that runs the model, `metered_device`) only.
     "prefill_energy_j": pl.Float64(),
     "decode_energy_j": pl.Float64(),
@@ -65,6 +67,7 @@ SCORE_SCHEMA: dict[str, pl.DataType] = {
     "rep": pl.Int64(),
     "task_id": pl.String(),
     "passed": pl.Boolean(),
+    "passed_raw": pl.Boolean(),
     "error_kind": pl.String(),
     "sandbox": pl.String(),
     "check_s": pl.Float64(),

@@ -7,6 +7,7 @@ indices serves every statistic of a group, so its intervals are consistent with 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,3 +174,31 @@ def column_intervals(
         low, high = _quantiles(both[valid, 0] / both[valid, 1], level)
         out.append(Interval(point, low, high))
     return out
+
+
+def bootstrap_of_sums(
+    columns: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> Interval:
+    """`statistic` of the column sums of a units x k table (complete rows only; a unit is a
+    task, its repetitions summed), with its bootstrap interval over units. Paired savings
+    resample a task's baseline and strategy together, so their correlation stays in.
+    `statistic` maps sums (..., k) to values (...); a draw it makes non-finite is left out."""
+    columns = np.asarray(columns, dtype=float)
+    if columns.ndim != 2 or columns.shape[0] == 0:
+        return Interval(None, None, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = float(statistic(columns.sum(axis=0)))
+        if not np.isfinite(point):
+            return Interval(None, None, None)
+        weights = resample_indices(columns.shape[0], 1, resamples, seed).weights
+        assert weights is not None
+        draws = statistic(weights @ columns)
+    draws = draws[np.isfinite(draws)]
+    if draws.size == 0:
+        return Interval(point, None, None)
+    low, high = _quantiles(draws, level)
+    return Interval(point, low, high)

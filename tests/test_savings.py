@@ -1,0 +1,205 @@
+"""Savings, flips and intervals after generation, on small tables worked out by hand; and the
+aggregation's independence of row order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import pytest
+
+from llmenergy import aggregate, records
+
+EST = "estimate:cpu-time"
+
+
+def _generation(strategy: str, task_id: str, **values: Any) -> dict[str, Any]:
+    row = dict.fromkeys(records.GENERATION_SCHEMA) | {
+        "model": "m",
+        "model_revision": "r1",
+        "workload": "he",
+        "strategy": strategy,
+        "rep": 0,
+        "task_id": task_id,
+        "prompt_tokens": 100,
+        "stop_reason": "eos",
+        "completion": "    return 1\n",
+        "energy_source": EST,
+        "metered_device": "estimate",
+        "energy_measured": False,
+        "energy_covers_cpu": False,
+        "prefill_repeats": 1,
+        "energy_flags": "",
+    }
+    return row | values
+
+
+def _score(strategy: str, task_id: str, passed: bool | None) -> dict[str, Any]:
+    return {
+        "model": "m",
+        "workload": "he",
+        "strategy": strategy,
+        "rep": 0,
+        "task_id": task_id,
+        "passed": passed,
+        "passed_raw": passed,
+        "error_kind": None if passed else ("not-run" if passed is None else "assertion"),
+        "sandbox": "bwrap",
+        "check_s": 0.05,
+        "code_sim": None,
+    }
+
+
+def _baseline() -> list[dict[str, Any]]:
+    # task: prefill J, decode J, output tokens, seconds end to end
+    return [
+        _generation("none", "T/0", prefill_energy_j=1.0, decode_energy_j=9.0, output_tokens=11,
+                    prefill_s=0.2, decode_s=1.8, task_s=2.0),
+        _generation("none", "T/1", prefill_energy_j=1.0, decode_energy_j=19.0, output_tokens=21,
+                    prefill_s=0.2, decode_s=3.8, task_s=4.0),
+        _generation("none", "T/2", prefill_energy_j=2.0, decode_energy_j=8.0, output_tokens=9,
+                    prefill_s=0.4, decode_s=1.6, task_s=2.0),
+    ]  # fmt: skip
+
+
+def _oracle(covers_cpu: bool = False, check_energy: bool = True) -> list[dict[str, Any]]:
+    def checks(joules: float) -> float | None:
+        return joules if check_energy else None
+
+    # The checks' wall time overlapped decoding; task_s adds only the wait for the last one.
+    return [
+        _generation("oracle", "T/0", prefill_energy_j=1.0, decode_energy_j=3.0, output_tokens=5,
+                    prefill_s=0.2, decode_s=1.0, task_s=1.5, check_s=0.8,
+                    check_energy_j=checks(0.5), energy_covers_cpu=covers_cpu),
+        _generation("oracle", "T/1", prefill_energy_j=1.0, decode_energy_j=19.0, output_tokens=21,
+                    prefill_s=0.2, decode_s=4.0, task_s=4.5, check_s=1.0,
+                    check_energy_j=checks(1.0), energy_covers_cpu=covers_cpu),
+        _generation("oracle", "T/2", prefill_energy_j=2.0, decode_energy_j=8.0, output_tokens=9,
+                    prefill_s=0.4, decode_s=1.6, task_s=2.0, check_s=0.2,
+                    check_energy_j=checks(0.2), energy_covers_cpu=covers_cpu),
+    ]  # fmt: skip
+
+
+# T/0 passes both ways; T/1 fails unsuppressed and passes with the oracle (a flip); T/2 was
+# never run (no sandbox): unscored, not a flip.
+PASSED = {("none", "T/0"): True, ("none", "T/1"): False, ("none", "T/2"): None}
+PASSED |= {("oracle", "T/0"): True, ("oracle", "T/1"): True, ("oracle", "T/2"): None}
+
+
+def _passed(strategy: str, task_id: str) -> bool | None:
+    """A task's pass/fail: any suppressing strategy scores as the oracle does here."""
+    return PASSED.get((strategy, task_id), PASSED["oracle", task_id])
+
+
+def _tasks(generations: list[dict[str, Any]]) -> pl.LazyFrame:
+    scores = [
+        _score(g["strategy"], g["task_id"], _passed(g["strategy"], g["task_id"]))
+        for g in generations
+    ]
+    return aggregate.per_task(
+        records.frame(generations, records.GENERATION_SCHEMA).lazy(),
+        records.frame(scores, records.SCORE_SCHEMA_WITH_CODE_SIM).lazy(),
+    )  # fmt: skip
+
+
+def _oracle_row(generations: list[dict[str, Any]]) -> dict[str, Any]:
+    table = aggregate.savings(_tasks(generations), resamples=200)
+    assert table["strategy"].to_list() == ["oracle"]
+    return table.row(0, named=True)
+
+
+def test_savings_count_each_cost_once_worked_by_hand() -> None:
+    row = _oracle_row(_baseline() + _oracle())
+    # Energy with checks: (1+3+0.5) + (1+19+1.0) + (2+8+0.2) = 35.7 J against 10+20+10 = 40 J.
+    assert row["energy_saved"] == pytest.approx(1 - 35.7 / 40)
+    # Tokens: 5+21+9 = 35 against 11+21+9 = 41.
+    assert row["tokens_saved"] == pytest.approx(1 - 35 / 41)
+    # End to end: 1.5+4.5+2.0 = 8.0 s against 2+4+2 = 8 s, nothing saved; adding the checks'
+    # 2.0 s to prefill+decode (7.4 s) would have claimed -17.5%.
+    assert row["time_saved"] == pytest.approx(0.0)
+    # Decode J/token: (3+19+8)/(4+20+8) = 30/32 with the oracle, (9+19+8)/(10+20+8) = 36/38
+    # without: 30/32 * 38/36 - 1 = -1/96.
+    assert row["decode_j_per_token_change"] == pytest.approx(30 / 32 * 38 / 36 - 1)
+    assert row["check_share_of_decode"] == pytest.approx(1.7 / 30)
+    assert row["check_energy_j_mean"] == pytest.approx(1.7 / 3)
+    # Accuracy: T/2 is unscored on both sides, so two pairs can flip, and T/1 does.
+    assert (row["flip_pairs"], row["flips"], row["unscored"]) == (2, 1, 1)
+    assert row["flipped_tasks"] == "T/1"
+    assert (row["base_pass_at_1"], row["pass_at_1"]) == (0.5, 1.0)
+    for name, *_ in aggregate.PAIRED_STATISTICS:
+        assert row[f"{name}_lo"] <= row[name] + 1e-12, name
+        assert row[name] <= row[f"{name}_hi"] + 1e-12, name
+
+
+def test_checks_inside_a_cpu_meter_are_not_added_again() -> None:
+    # RAPL as the accelerator: its windows already hold the checks' CPU energy.
+    row = _oracle_row(_baseline() + _oracle(covers_cpu=True))
+    assert row["energy_saved"] == pytest.approx(1 - 34 / 40)
+
+
+def test_checks_without_an_energy_figure_leave_the_saving_unknown() -> None:
+    # The checks ran but nothing priced them: a total without them would claim a false saving.
+    row = _oracle_row(_baseline() + _oracle(check_energy=False))
+    assert row["energy_tasks"] == 0
+    assert row["energy_saved"] is None and row["energy_saved_lo"] is None
+    assert row["tokens_saved"] == pytest.approx(1 - 35 / 41)  # tokens do not need energy
+
+
+def test_strategy_without_checks_adds_nothing() -> None:
+    syntax = [
+        {**g, "strategy": "syntax", "check_s": None, "check_energy_j": None} for g in _oracle()
+    ]
+    table = aggregate.savings(_tasks(_baseline() + syntax), resamples=200)
+    # 4 + 20 + 10 = 34 J against 40 J.
+    assert table.row(0, named=True)["energy_saved"] == pytest.approx(1 - 34 / 40)
+
+
+def test_intervals_use_only_tasks_the_means_use() -> None:
+    # T/1 lost its decode energy: it has no total, so no energy mean takes its prefill.
+    generations = [
+        _generation("none", "T/0", prefill_energy_j=10.0, decode_energy_j=5.0, output_tokens=6,
+                    prefill_s=0.1, decode_s=0.5, task_s=0.6),
+        _generation("none", "T/1", prefill_energy_j=1.0, decode_energy_j=None, output_tokens=6,
+                    prefill_s=0.1, decode_s=0.5, task_s=0.6),
+        _generation("none", "T/2", prefill_energy_j=12.0, decode_energy_j=3.0, output_tokens=4,
+                    prefill_s=0.1, decode_s=0.5, task_s=0.6),
+    ]  # fmt: skip
+    summary = aggregate.summary_with_intervals(_tasks(generations), resamples=200)
+    row = summary.row(0, named=True)
+    assert row["prefill_energy_j_mean"] == pytest.approx(11.0)  # (10 + 12) / 2
+    assert (row["prefill_energy_j_mean_lo"], row["prefill_energy_j_mean_hi"]) == (10.0, 12.0)
+    assert row["decode_j_per_token"] == pytest.approx(8 / 8)  # (5 + 3) / (5 + 3)
+    for name, *_ in aggregate.INTERVALS:
+        point, low, high = row[name], row[f"{name}_lo"], row[f"{name}_hi"]
+        if point is None:
+            assert low is None and high is None, name
+            continue
+        assert low - 1e-12 <= point <= high + 1e-12, name
+
+
+def test_aggregation_ignores_row_order() -> None:
+    """Acceptance 1: the same records twice, rows shuffled, give identical tables."""
+    generations = _baseline() + _oracle()
+    # Several repetitions, so the two-stage bootstrap and sums over reps are exercised too.
+    generations += [
+        {**g, "rep": 1, "decode_energy_j": g["decode_energy_j"] * 1.1} for g in generations
+    ]
+    scores = [
+        _score(g["strategy"], g["task_id"], _passed(g["strategy"], g["task_id"]))
+        | {"rep": g["rep"]}
+        for g in generations
+    ]
+    generation_frame = records.frame(generations, records.GENERATION_SCHEMA)
+    score_frame = records.frame(scores, records.SCORE_SCHEMA_WITH_CODE_SIM)
+
+    def tables(seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+        tasks = aggregate.per_task(
+            generation_frame.sample(fraction=1.0, shuffle=True, seed=seed).lazy(),
+            score_frame.sample(fraction=1.0, shuffle=True, seed=seed + 1).lazy(),
+        )
+        return aggregate.summary_with_intervals(tasks, 200), aggregate.savings(tasks, 200)
+
+    first, second = tables(1), tables(2)
+    assert first[0].equals(second[0], null_equal=True)
+    assert first[1].equals(second[1], null_equal=True)
+    assert first[0]["decode_energy_j_mean_lo"].is_not_null().all()
