@@ -1,12 +1,11 @@
-"""Statistics on data with known answers: interval coverage, planted slopes, claims."""
+"""Statistics on data with known answers: interval coverage, planted slopes."""
 
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 import pytest
 
-from llmenergy import claims, stats
+from llmenergy import stats
 
 
 def test_bootstrap_interval_covers_true_mean_about_95_percent():
@@ -60,73 +59,6 @@ def test_regression_recovers_a_planted_slope():
     assert stats.linear_fit([1.0, 1.0], [2.0, 3.0]) is None  # no spread in x
     assert stats.percent_change(4.0, 5.0) == pytest.approx(25.0)
     assert stats.percent_change(None, 5.0) is None
-
-
-def _tables(babbles: bool, energy_saved: float | None, flips: int) -> claims.Tables:
-    summary = pl.DataFrame(
-        {
-            "model": ["m", "m"],
-            "workload": ["he", "cu"],
-            "strategy": ["none", "none"],
-            "energy_source": ["zeus:gpu", "zeus:gpu"],
-            "prefill_share": [0.02, 0.7],
-            "prefill_share_lo": [0.01, 0.6],
-            "prefill_share_hi": [0.03, 0.8],
-        }
-    )
-    savings = pl.DataFrame(
-        {
-            "model": ["m"],
-            "workload": ["he"],
-            "strategy": ["syntax"],
-            "energy_saved": [energy_saved],
-            "flips": [flips],
-            "check_share_of_decode": [None],
-        },
-        schema_overrides={"energy_saved": pl.Float64, "check_share_of_decode": pl.Float64},
-    )
-    babbling = pl.DataFrame({"model": ["m"], "workload": ["he"], "babbles": [babbles]})
-    from llmenergy import amplification as amp
-
-    amplification = pl.DataFrame(
-        [
-            dict.fromkeys(amp.SCHEMA)
-            | {"model": "m", "amplification_pct": 12.0, "amplification_pct_lo": 4.0}
-            | {"amplification_pct_hi": 20.0, "short_workload": "he", "long_workload": "cu"}
-        ],
-        schema=amp.SCHEMA,
-    )
-    return claims.Tables(
-        summary, savings, babbling, amplification, {"he": "humaneval", "cu": "cu"}, {"m": "hub"}
-    )
-
-
-def test_claim_verdicts():
-    import yaml
-
-    from conftest import REPO
-
-    spec = yaml.safe_load((REPO / "config/claims.yaml").read_text())["claims"]
-    table = claims.evaluate(spec, _tables(True, 0.6, 0), "measured (zeus:gpu)")
-    verdicts = dict(zip(table["id"], table["verdict"], strict=True))
-    assert verdicts == {
-        "decode-dominates": "holds",
-        "prefill-dominates-cu": "holds",
-        "amplification": "holds",
-        "babbling-models": "holds",
-        "suppression-saves": "holds",
-        "accuracy-kept": "holds",
-        "oracle-overhead": "not measurable here",
-    }
-    table = claims.evaluate(spec, _tables(True, 0.6, 2), "measured (zeus:gpu)")
-    assert dict(zip(table["id"], table["verdict"], strict=True))["accuracy-kept"] == "does not hold"
-    table = claims.evaluate(spec, _tables(False, None, 0), "measured")
-    rows = {r["id"]: r for r in table.iter_rows(named=True)}
-    assert rows["babbling-models"]["verdict"] == "does not hold"
-    assert rows["suppression-saves"]["verdict"] == "not measurable here"
-    assert rows["suppression-saves"]["why"] == "no model babbles here"
-    decode = rows["decode-dominates"]
-    assert (decode["value"], decode["low"], decode["high"]) == (0.02, 0.01, 0.03)
 
 
 def test_matrix_product_path_equals_direct_bootstrap():

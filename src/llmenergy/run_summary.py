@@ -20,9 +20,9 @@ def _value(row: dict) -> str:
     if row["value"] is None:
         return "-"
     text = report.format_value("value", row["value"])
-    if row["low"] is not None and row["high"] is not None:
-        text += f" [{report.format_value('low', row['low'])}, "
-        text += f"{report.format_value('high', row['high'])}]"
+    if row["value_lo"] is not None and row["value_hi"] is not None:
+        text += f" [{report.format_value('value', row['value_lo'])}, "
+        text += f"{report.format_value('value', row['value_hi'])}]"
     return f"{text} {row['unit']}".rstrip()
 
 

@@ -65,7 +65,9 @@ def main(smk) -> None:
         )
         with open(smk.input.claims, encoding="utf-8") as handle:
             spec = yaml.safe_load(handle)["claims"]
-        verdicts = claims.evaluate(spec, tables, claims.energy_basis(summary))
+        verdicts = claims.evaluate(
+            spec, tables, claims.energy_basis(summary), claims.is_estimated(summary)
+        )
         records.write_parquet_atomic(verdicts, smk.output.claims)
         log(f"summary: {summary.height} rows from {len(smk.input.generations)} runs")
 
