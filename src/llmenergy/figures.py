@@ -124,20 +124,34 @@ def token_cost_by_position(tokens: pl.DataFrame, out_png: str | Path) -> None:
 
 
 def savings_by_strategy(savings: pl.DataFrame, out_png: str | Path) -> None:
-    """Share of tokens and of energy each strategy saved against the unsuppressed run."""
+    """Share of tokens and of energy each strategy saved against the unsuppressed run, with
+    the paired 95% intervals; a saving that is not known is marked, never drawn as 0%."""
     labels = [
         f"{r['model']}\n{r['workload']}\n{r['strategy']}" for r in savings.iter_rows(named=True)
     ]
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(labels) + 3), 4.0))
         xs = list(range(len(labels)))
-        tokens = [100 * (v or 0) for v in savings["tokens_saved"].to_list()] if labels else []
-        energy = [100 * (v or 0) for v in savings["energy_saved"].to_list()] if labels else []
-        ax.bar([x - 0.2 for x in xs], tokens, 0.4, label="tokens saved", color="#55A868")
-        ax.bar([x + 0.2 for x in xs], energy, 0.4, label="energy saved", color="#C44E52")
+        labelled: set[str] = set()
+        for name, offset, colour in (("tokens", -0.2, "#55A868"), ("energy", 0.2, "#C44E52")):
+            column = f"{name}_saved"
+            for x, row in zip(xs, savings.iter_rows(named=True), strict=True):
+                value = row[column]
+                if value is None:
+                    ax.text(x + offset, 0, "n/a", ha="center", va="bottom", fontsize=7)
+                    continue
+                low, high = row.get(f"{column}_lo"), row.get(f"{column}_hi")
+                error = None
+                if low is not None and high is not None:
+                    error = [[100 * (value - low)], [100 * (high - value)]]
+                label = None if name in labelled else f"{name} saved"
+                labelled.add(name)
+                ax.bar(
+                    x + offset, 100 * value, 0.4, yerr=error, capsize=3, color=colour, label=label
+                )
         ax.axhline(0, color="#333", linewidth=0.8)
         ax.set_xticks(xs, labels, fontsize=8)
-        ax.set_ylabel("Saved against no suppression (%)")
+        ax.set_ylabel("Saved against no suppression (%), 95% CI")
         ax.set_title("Savings of each babbling-suppression strategy")
         _legend_or_empty(
             ax,
