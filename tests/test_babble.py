@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from llmenergy import babble
+from llmenergy import babble, scoring
 
 PROMPT = (
     "from typing import List\n\n\n"
@@ -120,7 +120,7 @@ def test_syntax_chat_style(case):
 
 
 def test_stopwords_completion_style():
-    make = lambda: babble.StopwordStopper(babble.BIGCODE_STOPWORDS)  # noqa: E731
+    make = lambda: babble.StopwordStopper(scoring.HARNESS_STOP_SEQUENCES)  # noqa: E731
     assert_cut(make, BODY + "\n\nprint(add(1, 2))\n", BODY + "\n")
     assert_cut(make, BODY + "\ndef sub(a, b):\n", BODY)
     assert_cut(make, "    if a:\n        return 1\n    return b\n", None)  # indented: no stop
@@ -225,3 +225,43 @@ def test_oracle_does_not_block_decoding():
     oracle.finish()
     # The check in flight, then only the newest of the three candidates found meanwhile.
     assert check.seen == ["    x = a", "".join(lines).rstrip()]
+
+
+class ProbedVerdict:
+    """A check's `passed` whose truth the oracle's worker reads when deciding its verdict:
+    at that instant a reader thread looks at the oracle as the generation loop would."""
+
+    def __init__(self, look) -> None:
+        self.look = look
+        self.probes = 0
+
+    def __bool__(self) -> bool:
+        if self.probes == 0:
+            self.probes += 1
+            reader = threading.Thread(target=self.look)
+            reader.start()
+            # A reader blocked on the oracle's lock is let be: it looks once the lock is free.
+            reader.join(10)
+        return True
+
+
+def test_oracle_verdict_is_visible_once_idle():
+    """The generation loop waits for the oracle to be idle, then reads `passed_at` (as
+    `replay_through` does), so a passing check must publish its verdict no later than its
+    idleness, or the loop goes on a token late. A reader looking while the worker decides
+    the verdict, and the loop after it, must never see it idle without the verdict."""
+    seen: list[tuple[bool, int | None]] = []
+
+    def look() -> None:
+        idle = oracle.idle()
+        seen.append((idle, oracle.passed_at))
+
+    passed = ProbedVerdict(look)
+    oracle = babble.OracleStopper(lambda output: (passed, 0.0, 0.0), header=PROMPT)
+    oracle.feed(BODY)  # one candidate: "    return a + b", cut 16
+    assert babble.wait_for(oracle.idle, 30)
+    look()
+    oracle.finish()
+    assert passed.probes == 1 and babble.wait_for(lambda: len(seen) == 2, 30)
+    assert (True, len(BODY) - 1) in seen, seen  # the loop's own look, once idle
+    assert all(at == len(BODY) - 1 for idle, at in seen if idle), seen

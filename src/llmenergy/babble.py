@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from llmenergy import scoring
+
 STRATEGIES = ("none", "stopwords", "syntax", "oracle")
-# bigcode-evaluation-harness's HumanEval stop sequences (EOS is handled by the decoder).
-BIGCODE_STOPWORDS = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>")
 FENCE = "```"
 
 
@@ -259,6 +259,13 @@ class SyntaxStopper:
         elif self.body_started:
             self.candidate = start
 
+    def complete_at_end(self) -> bool:
+        """The text fed so far, if the model ended it here, is a whole answer: the target's
+        body has started and the code parses (the end of the output ends the function)."""
+        if self.code_start is None or not self.body_started:
+            return False
+        return parses(self.header + self.text[self.code_start :])
+
 
 def header_def_indent(header: str, entry_point: str) -> int:
     """Indentation of the last `def entry_point` in the prompt (0 if it has none)."""
@@ -343,17 +350,20 @@ class OracleStopper:
                 cut, self._pending = self._pending, None
                 self._busy = True
             passed, wall_s, cpu_s = self.check(self.text[:cut])
+            verdict = cut if passed else None
             with self._lock:
+                # The verdict and idleness in one critical section: a reader that sees the
+                # worker idle (`idle`) must see where it passed, or it cuts a token late.
+                self.stats.checks += 1
+                self.stats.seconds += wall_s
+                self.stats.cpu_seconds += cpu_s
+                self.passed_at = verdict
                 self._busy = False
-            self.stats.checks += 1
-            self.stats.seconds += wall_s
-            self.stats.cpu_seconds += cpu_s
-            if passed:
-                self.passed_at = cut
+            if verdict is not None:
                 return
 
     def idle(self) -> bool:
-        """No candidate waits and no check runs."""
+        """No candidate waits and no check runs; once idle, `passed_at` holds the verdict."""
         with self._lock:
             return self._pending is None and not self._busy
 
@@ -423,7 +433,7 @@ def make_stopper(
         return FirstLineStopper()
     header = "" if chat else completion_header(task["prompt"], prompt)
     if strategy == "stopwords":
-        return ClosingFenceStopper() if chat else StopwordStopper(BIGCODE_STOPWORDS)
+        return ClosingFenceStopper() if chat else StopwordStopper(scoring.HARNESS_STOP_SEQUENCES)
     if strategy == "syntax":
         return SyntaxStopper(entry_point=entry_point, header=header, chat=chat)
     if check is None:
@@ -436,7 +446,6 @@ def sandboxed_check(
 ) -> Callable[[str], tuple[bool, float, float]]:
     """The oracle's check of one task: run its tests on an output prefix in the sandbox;
     return (passed, wall seconds, CPU seconds of the check's processes)."""
-    from llmenergy import scoring
 
     def check(output: str) -> tuple[bool, float, float]:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -474,9 +483,12 @@ def candidate_cuts(output: str, task: dict[str, Any], prompt_style: str) -> list
     return cuts
 
 
-def answer_end_by_syntax(output: str, entry_point: str, header: str, chat: bool) -> int | None:
+def answer_end_by_syntax(
+    output: str, entry_point: str, header: str, chat: bool, ended: bool = False
+) -> int | None:
     """Where the answer is complete by the syntax rule (None if it never is): the output is
-    fed whole, then once more empty, as candidates that fail to parse are passed over."""
+    fed whole, then once more empty, as candidates that fail to parse are passed over. An
+    output the model `ended` (EOS) that is a whole answer as it stands ends at its end."""
     stopper = SyntaxStopper(entry_point=entry_point, header=header, chat=chat)
     cut = stopper.feed(output)
     while cut is None and stopper.scanned < len(stopper.text):
@@ -484,6 +496,8 @@ def answer_end_by_syntax(output: str, entry_point: str, header: str, chat: bool)
         cut = stopper.feed("")
         if stopper.scanned == before:
             break
+    if cut is None and ended and stopper.complete_at_end():
+        return len(output)
     return cut
 
 
@@ -500,13 +514,27 @@ def token_count(tokenizer: Any, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
-def answer_end(output: str, task: dict[str, Any], prompt_style: str) -> int | None:
-    """Where the answer is complete by the syntax rule (the first line, for LongBench)."""
+def answer_end(
+    output: str, task: dict[str, Any], prompt_style: str, ended: bool = False
+) -> int | None:
+    """Where the answer is complete by the syntax rule (the first line, for LongBench); an
+    output the model `ended` (EOS) may be complete only at its very end."""
     entry_point = task.get("entry_point") or ""
     if not entry_point:
-        return FirstLineStopper().feed(output)
+        first_line = FirstLineStopper()
+        cut = first_line.feed(output)
+        # The model's EOS ends the last line as a newline would.
+        return first_line.feed("\n") if cut is None and ended else cut
     chat = prompt_style == "chat"
-    return answer_end_by_syntax(output, entry_point, "" if chat else task["prompt"], chat)
+    header = "" if chat else task["prompt"]
+    return answer_end_by_syntax(output, entry_point, header, chat, ended)
+
+
+def whole_answer(output: str, cut: int, chat: bool) -> bool:
+    """Nothing the answer did not need follows `cut`: only whitespace, or the closing fence
+    of a chat answer's code block. The whole output is then the answer, babble 0."""
+    rest = output[cut:].strip()
+    return not rest or (chat and rest == FENCE)
 
 
 def first_passing_cut(
@@ -538,12 +566,13 @@ def metrics(
         task = tasks[record["task_id"]]
         output = record["completion"]
         # The EOS token is the model saying it is done, not babble.
-        written = record["output_tokens"] - (1 if record["stop_reason"] == "eos" else 0)
+        ended = record["stop_reason"] == "eos"
+        written = record["output_tokens"] - (1 if ended else 0)
         row: dict[str, Any] = {
             k: record[k] for k in ("model", "workload", "strategy", "rep", "task_id")
         }
         for rule, cut in (
-            ("syntax", answer_end(output, task, prompt_style)),
+            ("syntax", answer_end(output, task, prompt_style, ended)),
             (
                 "tests",
                 first_passing_cut(output, task, prompt_style, check_for(task))
@@ -551,7 +580,12 @@ def metrics(
                 else None,
             ),
         ):
-            answer = None if cut is None else min(written, token_count(tokenizer, output[:cut]))
+            if cut is None:
+                answer = None
+            elif whole_answer(output, cut, prompt_style == "chat"):
+                answer = written  # not a re-tokenization, which may differ by a token
+            else:
+                answer = min(written, token_count(tokenizer, output[:cut]))
             row[f"answer_tokens_{rule}"] = answer
             row[f"babble_tokens_{rule}"] = None if answer is None else written - answer
             row[f"babble_ratio_{rule}"] = (
