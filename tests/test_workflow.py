@@ -10,10 +10,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers.report_tables import assert_table_matches
+from helpers.report_tables import assert_frame_shown
 
 from llmenergy import claims as claims_module
-from llmenergy import report, sandbox
+from llmenergy import sandbox
 
 from conftest import REPO, load_tiny_config, snakemake
 
@@ -47,16 +47,8 @@ def test_tiny_dag_end_to_end(workdir: Path):
     summary = pl.read_parquet(aggregated / "summary.parquet")
     assert summary.height == 2 and set(summary["strategy"]) == {"none", "syntax"}
     assert summary["tasks"].to_list() == [3, 3]
-    for table_id, name, columns in [
-        ("summary-table", "summary", report.SUMMARY_COLUMNS),
-        ("claims-table", "claims", report.CLAIM_COLUMNS),
-        ("savings-table", "savings", report.SAVINGS_COLUMNS),
-        ("babble-table", "babble", report.BABBLE_COLUMNS),
-        ("amplification-table", "amplification", report.AMPLIFICATION_COLUMNS),
-    ]:
-        assert_table_matches(
-            html, table_id, pl.read_parquet(aggregated / f"{name}.parquet"), columns
-        )
+    for name in ["summary", "claims", "savings", "babble", "amplification"]:
+        assert_frame_shown(html, name, pl.read_parquet(aggregated / f"{name}.parquet"))
     claims = pl.read_parquet(aggregated / "claims.parquet")
     assert claims.height >= 7 and claims["verdict"].is_not_null().all()
     # The energy here is an estimate: no energy claim may reproduce or merely point the same way.

@@ -3,6 +3,10 @@
 Images are inlined as data URIs, so the file opens offline and makes no network request.
 Every number in a table is written by `format_value`, and its exact value is kept in the
 cell's `data-value` attribute, so the report can be checked against the aggregated Parquet.
+
+Each aggregated table is shown as one or more HTML tables (`Table`), narrow enough to read at
+a laptop's width (1366 px) without scrolling sideways; a wide one is split into tables that
+repeat its key columns. A column is one line of these lists.
 """
 
 from __future__ import annotations
@@ -10,134 +14,273 @@ from __future__ import annotations
 import base64
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 import polars as pl
 
 from llmenergy import aggregate
 
-# (column, heading, unit) of the summary table, in order.
-SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
-    ("model", "Model", ""),
-    ("model_revision", "Revision", ""),
-    ("workload", "Workload", ""),
-    ("strategy", "Strategy", ""),
-    ("tasks", "Tasks", ""),
-    ("reps", "Reps", ""),
-    ("prompt_tokens_mean", "Prompt tokens", "mean"),
-    ("output_tokens_mean", "Output tokens", "mean"),
-    ("prefill_energy_j_mean", "Prefill energy", "J/task"),
-    ("decode_energy_j_mean", "Decode energy", "J/task"),
-    ("total_energy_j_mean", "Total energy", "J/task"),
-    ("total_above_idle_j_mean", "Total above idle", "J/task"),
-    ("prefill_share", "Prefill share", "%"),
-    ("j_per_output_token", "Energy", "J/output token"),
-    ("decode_j_per_token", "Decode energy", "J/token"),
-    ("seconds_mean", "Time", "s/task"),
-    ("prefill_s_mean", "Prefill time", "s/task"),
-    ("prefill_repeats_mean", "Prefill repeats", "mean"),
-    ("decode_s_mean", "Decode time", "s/task"),
-    ("short_window_tasks", "Too short to meter", "tasks"),
-    ("subtracted_tasks", "Decode by subtraction", "tasks"),
-    ("decode_null_tasks", "Decode energy lost", "tasks"),
-    ("idle_power_w", "Idle power", "W"),
-    ("decode_host_energy_j_mean", "Host energy in decode", "J/task"),
-    ("pass_at_1", "pass@1", "%"),
-    ("code_sim_mean", "Code similarity", "%"),
-    ("energy_source", "Energy source", ""),
-    ("metered_device", "Metered device", ""),
-    ("sandbox", "Sandbox", ""),
+
+class Column(NamedTuple):
+    """One column of a report table: the frame's column, its heading and its unit (shown
+    under the heading). `interval`: shown with its 95% interval, from the frame's
+    `<name>_lo` and `<name>_hi` columns. `percent`: a share kept as a fraction, shown x100."""
+
+    name: str
+    heading: str
+    unit: str = ""
+    interval: bool = False
+    percent: bool = False
+
+
+class Table(NamedTuple):
+    """One HTML table of the report: its id, its caption (empty for none) and its columns."""
+
+    id: str
+    caption: str
+    columns: list[Column]
+
+
+# The key columns each part of a split table repeats.
+RUN_KEYS = [
+    Column("model", "Model"),
+    Column("workload", "Workload"),
+    Column("strategy", "Strategy"),
 ]
-SAVINGS_COLUMNS: list[tuple[str, str, str]] = [
-    ("model", "Model", ""),
-    ("workload", "Workload", ""),
-    ("strategy", "Strategy", ""),
-    ("tasks", "Paired tasks", ""),
-    ("energy_saved", "Energy saved", "%"),
-    ("tokens_saved", "Tokens saved", "%"),
-    ("time_saved", "Time saved", "%"),
-    ("base_energy_j_mean", "Baseline energy", "J/task"),
-    ("energy_j_mean", "Energy incl. checks", "J/task"),
-    ("check_share_of_decode", "Check overhead", "% of decode"),
-    ("base_pass_at_1", "Baseline pass@1", "%"),
-    ("pass_at_1", "pass@1", "%"),
-    ("base_code_sim", "Baseline code similarity", "%"),
-    ("code_sim", "Code similarity", "%"),
-    ("flips", "Flips", "tasks"),
-    ("flipped_tasks", "Flipped tasks", ""),
+MODEL_KEY = [Column("model", "Model")]
+
+SUMMARY_TABLES: list[Table] = [
+    Table(
+        "summary-energy-table",
+        "Energy",
+        [
+            *RUN_KEYS,
+            Column("prefill_energy_j_mean", "Prefill energy", "J/task", interval=True),
+            Column("decode_energy_j_mean", "Decode energy", "J/task", interval=True),
+            Column("total_energy_j_mean", "Total energy", "J/task", interval=True),
+            Column("total_above_idle_j_mean", "Total above idle", "J/task"),
+            Column("prefill_share", "Prefill share", "%", interval=True, percent=True),
+            Column("j_per_output_token", "Energy", "J/output token", interval=True),
+            Column("decode_j_per_token", "Decode energy", "J/token", interval=True),
+        ],
+    ),
+    Table(
+        "summary-time-table",
+        "Tokens and time",
+        [
+            *RUN_KEYS,
+            Column("tasks", "Tasks"),
+            Column("reps", "Reps"),
+            Column("prompt_tokens_mean", "Prompt tokens", "mean"),
+            Column("output_tokens_mean", "Output tokens", "mean"),
+            Column("seconds_mean", "Time", "s/task", interval=True),
+            Column("prefill_s_mean", "Prefill time", "s/task"),
+            Column("prefill_repeats_mean", "Prefill repeats", "mean"),
+            Column("decode_s_mean", "Decode time", "s/task"),
+            Column("task_s_mean", "End to end", "s/task"),
+        ],
+    ),
+    Table(
+        "summary-metering-table",
+        "Metering",
+        [
+            *RUN_KEYS,
+            Column("short_window_tasks", "Too short to meter", "tasks"),
+            Column("subtracted_tasks", "Decode by subtraction", "tasks"),
+            Column("decode_null_tasks", "Decode energy lost", "tasks"),
+            Column("idle_power_w", "Idle power", "W"),
+            Column("decode_host_energy_j_mean", "Host energy in decode", "J/task"),
+        ],
+    ),
+    Table(
+        "summary-accuracy-table",
+        "Accuracy",
+        [
+            *RUN_KEYS,
+            Column("pass_at_1", "pass@1", "%, harness cut", interval=True, percent=True),
+            Column("pass_at_1_raw", "pass@1", "%, whole output", interval=True, percent=True),
+            Column("code_sim_mean", "Code similarity", "%", interval=True, percent=True),
+        ],
+    ),
+    Table(
+        "summary-provenance-table",
+        "Provenance",
+        [
+            *RUN_KEYS,
+            Column("model_revision", "Revision"),
+            Column("energy_source", "Energy source"),
+            Column("metered_device", "Metered device"),
+            Column("sandbox", "Sandbox"),
+        ],
+    ),
 ]
-CLAIM_COLUMNS: list[tuple[str, str, str]] = [
-    ("claim", "Claim", ""),
-    ("study", "Study", ""),
-    ("value", "Ours", "95% CI"),
-    ("unit", "Measured as", ""),
-    ("detail", "Where", ""),
-    ("verdict", "Verdict", ""),
-    ("why", "Basis", ""),
+SAVINGS_TABLES: list[Table] = [
+    Table(
+        "savings-table",
+        "Energy, tokens and time",
+        [
+            *RUN_KEYS,
+            Column("tasks", "Paired tasks"),
+            Column("energy_saved", "Energy saved", "%", interval=True, percent=True),
+            Column("tokens_saved", "Tokens saved", "%", interval=True, percent=True),
+            Column("time_saved", "Time saved", "%, end to end", interval=True, percent=True),
+            Column("base_energy_j_mean", "Baseline energy", "J/task"),
+            Column("energy_j_mean", "Energy incl. checks", "J/task"),
+        ],
+    ),
+    Table(
+        "savings-checks-table",
+        "The strategy's own cost",
+        [
+            *RUN_KEYS,
+            Column(
+                "decode_j_per_token_change",
+                "Decode J/token",
+                "% change",
+                interval=True,
+                percent=True,
+            ),
+            Column("check_s_mean", "Check time", "s/task, overlapping decode"),
+            Column("check_energy_j_mean", "Check energy", "J/task"),
+            Column("check_share_of_decode", "Check energy", "% of decode", percent=True),
+        ],
+    ),
+    Table(
+        "savings-accuracy-table",
+        "Accuracy",
+        [
+            *RUN_KEYS,
+            Column("base_pass_at_1", "Baseline pass@1", "%, harness cut", percent=True),
+            Column("pass_at_1", "pass@1", "%, harness cut", percent=True),
+            Column("base_code_sim", "Baseline code similarity", "%", percent=True),
+            Column("code_sim", "Code similarity", "%", percent=True),
+            Column("flip_pairs", "Scored both ways", "tasks"),
+            Column("flips", "Flips", "tasks"),
+            Column("flipped_tasks", "Flipped tasks"),
+            Column("unscored", "Unscored", "tasks"),
+        ],
+    ),
 ]
-AMPLIFICATION_COLUMNS: list[tuple[str, str, str]] = [
-    ("model", "Model", ""),
-    ("short_workload", "Short", "workload"),
-    ("prompt_tokens_short", "Prompt", "tokens"),
-    ("decode_j_per_token_short", "Decode", "J/token"),
-    ("long_workload", "Long", "workload"),
-    ("prompt_tokens_long", "Prompt", "tokens"),
-    ("decode_j_per_token_long", "Decode", "J/token"),
-    ("amplification_pct", "Amplification", "%"),
-    ("same_positions", "Same positions", "first N decode tokens"),
-    ("same_positions_basis", "Basis", "energy or time"),
-    ("same_positions_pct", "Same-position amplification", "%"),
-    ("slope_j_per_prompt_token", "Slope", "J/token per prompt token"),
-    ("points", "Tasks", ""),
-    ("energy_source", "Energy source", ""),
-    ("note", "Note", ""),
+CLAIM_TABLES: list[Table] = [
+    Table(
+        "claims-table",
+        "",
+        [
+            Column("claim", "Claim"),
+            Column("study", "Study"),
+            Column("value", "Ours", "95% CI", interval=True),
+            Column("unit", "Measured as"),
+            Column("detail", "Where"),
+            Column("verdict", "Verdict"),
+            Column("why", "Basis"),
+        ],
+    ),
 ]
-SHAPE_COLUMNS: list[tuple[str, str, str]] = [
-    ("model", "Model", ""),
-    ("attention", "Attention", ""),
-    ("parameters", "Parameters", ""),
-    ("layers", "Layers", ""),
-    ("heads", "Heads", "query"),
-    ("kv_heads", "KV heads", ""),
-    ("head_dim", "Head size", ""),
-    ("kv_cache_bytes_per_token", "KV cache", "bytes/token"),
-    ("flops_per_token_weights", "FLOPs per token", "weights"),
-    ("flops_per_context_token", "FLOPs per token", "per key attended"),
-    ("prompt_tokens_short", "Short prompt", "tokens"),
-    ("prefill_energy_j_short", "Prefill", "J/task"),
-    ("decode_j_per_token_short", "Decode", "J/token"),
-    ("prompt_tokens_long", "Long prompt", "tokens"),
-    ("prefill_energy_j_long", "Prefill", "J/task"),
-    ("decode_flops_per_token_long", "Decode FLOPs", "per token"),
-    ("decode_j_per_token_long", "Decode", "J/token"),
-    ("amplification_pct", "Amplification", "%"),
+AMPLIFICATION_TABLES: list[Table] = [
+    Table(
+        "amplification-table",
+        "Shortest to longest prompts",
+        [
+            *MODEL_KEY,
+            Column("short_workload", "Short", "workload"),
+            Column("prompt_tokens_short", "Prompt", "tokens"),
+            Column("decode_j_per_token_short", "Decode", "J/token"),
+            Column("long_workload", "Long", "workload"),
+            Column("prompt_tokens_long", "Prompt", "tokens"),
+            Column("decode_j_per_token_long", "Decode", "J/token"),
+            Column("amplification_pct", "Amplification", "%", interval=True),
+        ],
+    ),
+    Table(
+        "amplification-detail-table",
+        "Like positions, and the slope over all tasks",
+        [
+            *MODEL_KEY,
+            Column("same_positions", "Same positions", "first N decode tokens"),
+            Column("same_positions_basis", "Basis", "energy or time"),
+            Column("same_positions_pct", "Same-position amplification", "%", interval=True),
+            Column("slope_j_per_prompt_token", "Slope", "J/token per prompt token", interval=True),
+            Column("points", "Tasks"),
+            Column("energy_source", "Energy source"),
+            Column("note", "Note"),
+        ],
+    ),
 ]
-BABBLE_COLUMNS: list[tuple[str, str, str]] = [
-    ("model", "Model", ""),
-    ("workload", "Workload", ""),
-    ("outputs", "Outputs", ""),
-    ("complete_syntax", "Complete by syntax", "outputs"),
-    ("complete_tests", "Complete by tests", "outputs"),
-    ("babble_tokens_syntax_mean", "Babble tokens", "mean"),
-    ("babble_ratio_syntax", "Babble ratio (syntax)", "%"),
-    ("babble_ratio_tests", "Babble ratio (tests)", "%"),
-    ("babbles", "Babbles", ""),
+SHAPE_TABLES: list[Table] = [
+    Table(
+        "shapes-table",
+        "Shape",
+        [
+            *MODEL_KEY,
+            Column("attention", "Attention"),
+            Column("parameters", "Parameters"),
+            Column("layers", "Layers"),
+            Column("heads", "Heads", "query"),
+            Column("kv_heads", "KV heads"),
+            Column("head_dim", "Head size"),
+            Column("kv_cache_bytes_per_token", "KV cache", "bytes/token"),
+            Column("flops_per_token_weights", "FLOPs per token", "weights"),
+            Column("flops_per_context_token", "FLOPs per token", "per key attended"),
+        ],
+    ),
+    Table(
+        "shapes-energy-table",
+        "Energy on the shortest and the longest prompts",
+        [
+            *MODEL_KEY,
+            Column("workload_short", "Short", "workload"),
+            Column("prompt_tokens_short", "Short prompt", "tokens"),
+            Column("prefill_energy_j_short", "Prefill", "J/task"),
+            Column("decode_j_per_token_short", "Decode", "J/token"),
+            Column("workload_long", "Long", "workload"),
+            Column("prompt_tokens_long", "Long prompt", "tokens"),
+            Column("prefill_energy_j_long", "Prefill", "J/task"),
+            Column("decode_flops_per_token_long", "Decode FLOPs", "per token"),
+            Column("decode_j_per_token_long", "Decode", "J/token"),
+            Column("amplification_pct", "Amplification", "%"),
+        ],
+    ),
 ]
-PERCENT_COLUMNS = {
-    "code_sim_mean",
-    "code_sim",
-    "base_code_sim",
-    "prefill_share",
-    "pass_at_1",
-    "base_pass_at_1",
-    "energy_saved",
-    "tokens_saved",
-    "time_saved",
-    "check_share_of_decode",
-    "babble_ratio_syntax",
-    "babble_ratio_tests",
+BABBLE_TABLES: list[Table] = [
+    Table(
+        "babble-table",
+        "",
+        [
+            Column("model", "Model"),
+            Column("workload", "Workload"),
+            Column("outputs", "Outputs"),
+            Column("complete_syntax", "Complete by syntax", "outputs"),
+            Column("complete_tests", "Complete by tests", "outputs"),
+            Column("babble_tokens_syntax_mean", "Babble tokens", "mean"),
+            Column("babble_ratio_syntax", "Babble ratio (syntax)", "%", percent=True),
+            Column("babble_ratio_tests", "Babble ratio (tests)", "%", percent=True),
+            Column("babbles", "Babbles"),
+        ],
+    ),
+]
+# The report's tables of each aggregated table, by the name `render` takes it under.
+LAYOUTS: dict[str, list[Table]] = {
+    "summary": SUMMARY_TABLES,
+    "savings": SAVINGS_TABLES,
+    "babbling": BABBLE_TABLES,
+    "claims": CLAIM_TABLES,
+    "amplification": AMPLIFICATION_TABLES,
+    "shapes": SHAPE_TABLES,
 }
+
+
+def _percent_columns() -> set[str]:
+    """The columns shown as percentages: a name means one quantity in every table."""
+    columns = [c for tables in LAYOUTS.values() for t in tables for c in t.columns]
+    percent = {c.name for c in columns if c.percent}
+    mixed = sorted(percent & {c.name for c in columns if not c.percent})
+    if mixed:
+        raise ValueError(f"report: columns both percent and not in the layouts: {mixed}")
+    return percent
+
+
+PERCENT_COLUMNS = _percent_columns()
 
 
 def format_value(column: str, value: Any) -> str:
@@ -163,26 +306,70 @@ def format_cell(column: str, value: Any, low: Any = None, high: Any = None) -> s
     return f"{text} [{format_value(column, low)}, {format_value(column, high)}]"
 
 
-def table(frame: pl.DataFrame, columns: list[tuple[str, str, str]]) -> dict[str, Any]:
-    """Headings and rows of cells ready for the template: `text` as shown; `value`, `low` and
-    `high` exact (an interval's bounds come from the `<column>_lo`/`_hi` columns)."""
-    present = [c for c in columns if c[0] in frame.columns]
+def table(frame: pl.DataFrame, spec: Table, source: str) -> dict[str, Any]:
+    """One table ready for the template: headings, and rows of cells with `text` as shown
+    (`shown`, then `interval` when it has one) and `value`, `low` and `high` exact.
+
+    Every listed column must be in `frame` (`source` names it in the error), and so must the
+    bounds of a column listed with its interval; a listed column whose bounds are in the frame
+    must be listed with its interval. Nothing listed is left out quietly."""
+    missing = [c.name for c in spec.columns if c.name not in frame.columns]
+    missing += [
+        bound
+        for c in spec.columns
+        if c.interval
+        for bound in (f"{c.name}_lo", f"{c.name}_hi")
+        if bound not in frame.columns
+    ]
+    if missing:
+        raise ValueError(
+            f"report: table {spec.id} shows columns {missing} that the {source} table does "
+            f"not have (it has {frame.columns})"
+        )
+    unshown = [
+        c.name
+        for c in spec.columns
+        if not c.interval and {f"{c.name}_lo", f"{c.name}_hi"} <= set(frame.columns)
+    ]
+    if unshown:
+        raise ValueError(
+            f"report: table {spec.id} shows {unshown} of the {source} table without the "
+            "intervals it has: list them with interval=True"
+        )
+    text = {c.name: frame.schema[c.name] == pl.String for c in spec.columns}
     rows = []
     for row in frame.iter_rows(named=True):
         cells = []
-        for name, _, _ in present:
-            low, high = row.get(f"{name}_lo"), row.get(f"{name}_hi")
+        for column in spec.columns:
+            name, value = column.name, row[column.name]
+            low, high = (row[f"{name}_lo"], row[f"{name}_hi"]) if column.interval else (None, None)
+            shown = format_value(name, value)
+            full = format_cell(name, value, low, high)
             cells.append(
                 {
                     "column": name,
-                    "value": row[name],
+                    "value": value,
                     "low": low,
                     "high": high,
-                    "text": format_cell(name, row[name], low, high),
+                    "text": full,
+                    "shown": shown,
+                    "interval": full[len(shown) :],
+                    "is_text": text[name],
                 }
             )
         rows.append(cells)
-    return {"headings": [(heading, unit) for _, heading, unit in present], "rows": rows}
+    headings = [
+        {"heading": c.heading, "unit": c.unit, "is_text": text[c.name]} for c in spec.columns
+    ]
+    return {"id": spec.id, "caption": spec.caption, "headings": headings, "rows": rows}
+
+
+def tables(frame: pl.DataFrame | None, source: str) -> list[dict[str, Any]] | None:
+    """The report's tables of one aggregated table (`source`, a key of LAYOUTS); None
+    without the table."""
+    if frame is None:
+        return None
+    return [table(frame, spec, source) for spec in LAYOUTS[source]]
 
 
 def data_uri(png_path: str | Path) -> str:
@@ -230,20 +417,34 @@ def render(
         undefined=jinja2.StrictUndefined,
     )
     return environment.get_template(path.name).render(
-        summary=table(summary, SUMMARY_COLUMNS),
-        savings=table(savings, SAVINGS_COLUMNS) if savings is not None else None,
-        babbling=table(babbling, BABBLE_COLUMNS) if babbling is not None else None,
-        claims=table(claims, CLAIM_COLUMNS) if claims is not None else None,
-        amplification=(
-            table(amplification, AMPLIFICATION_COLUMNS) if amplification is not None else None
-        ),
-        shapes=table(shapes, SHAPE_COLUMNS) if shapes is not None else None,
+        summary=tables(summary, "summary"),
+        savings=tables(savings, "savings"),
+        babbling=tables(babbling, "babbling"),
+        claims=tables(claims, "claims"),
+        amplification=tables(amplification, "amplification"),
+        shapes=tables(shapes, "shapes"),
         figures={name: data_uri(png) for name, png in figures.items()},
         estimated=estimated_sources(summary),
         metered=metered_devices(summary),
         not_run=not_run(summary),
         provenance=provenance,
     )
+
+
+def task_selection(workloads: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    """How each workload's tasks were chosen, in words, for the provenance."""
+    out = []
+    for name, spec in sorted(workloads.items()):
+        if spec.get("task_ids"):
+            how = f"{len(spec['task_ids'])} listed tasks"
+            if spec.get("selected_by"):
+                how += f", chosen by {spec['selected_by']}"
+        elif spec.get("limit"):
+            how = f"the first {spec['limit']} tasks"
+        else:
+            how = "every task"
+        out.append({"workload": name, "dataset": spec["dataset"], "how": how})
+    return out
 
 
 def describe_idle(summary: pl.DataFrame) -> str:

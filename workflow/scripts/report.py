@@ -32,6 +32,7 @@ def main(smk) -> None:
         }
         facts["babble_threshold"] = smk.params.config["babble"]["threshold"]
         facts["ignore_eos"] = smk.params.config["generation"]["ignore_eos"]
+        facts["tasks"] = report.task_selection(smk.params.config["workloads"])
         html = report.render(
             smk.input.template,
             summary,
