@@ -353,8 +353,9 @@ def test_attack_fails_and_leaves_the_host_intact(
 ) -> None:
     attack = ATTACKS[name]
     before = host.snapshot()
+    # Whole, as `passed_raw` runs it: the harness cut would drop the attack after the function.
     outcome = scoring.check_humaneval(
-        task, hostile(attack.code(host)), "completion", LIMITS, ISOLATION
+        task, hostile(attack.code(host)), "completion", LIMITS, ISOLATION, cut=False
     )
     assert outcome.ok is False
     assert outcome.error_kind in attack.kinds, (outcome.error_kind, outcome.detail[-600:])
@@ -383,9 +384,12 @@ def test_attacks_and_honest_answers_in_one_parallel_run(task: dict[str, Any], ho
         generations, {task["task_id"]: task}, "completion", config, workers=2, log=lambda _: None
     )
     assert rows[0]["passed"] is True and rows[-1]["passed"] is True
+    assert rows[0]["passed_raw"] is True and rows[-1]["passed_raw"] is True
+    # Each attack ran in the whole output (`passed_raw`); the harness cut left `return None`,
+    # which fails (its error kind can be the fork bomb's, running beside it under the same
+    # process limit: the kinds are checked one attack at a time above).
     for name, row in zip(names, rows[1:-1], strict=True):
-        assert row["passed"] is False, name
-        assert row["error_kind"] in ATTACKS[name].kinds, (name, row["error_kind"])
+        assert row["passed"] is False and row["passed_raw"] is False, name
         assert row["sandbox"] == ISOLATION.label
     assert host.snapshot() == before
     assert host.connections == []

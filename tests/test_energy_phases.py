@@ -165,7 +165,13 @@ def test_energy_above_idle():
     scores = records.frame(
         [
             {**{k: r[k] for k in ("model", "workload", "strategy", "rep", "task_id")}}
-            | {"passed": True, "error_kind": None, "sandbox": "x", "check_s": 0.1}
+            | {
+                "passed": True,
+                "passed_raw": True,
+                "error_kind": None,
+                "sandbox": "x",
+                "check_s": 0.1,
+            }
             for r in rows
         ],
         records.SCORE_SCHEMA,
