@@ -341,7 +341,9 @@ def main(argv: list[str]) -> None:
     if args.write:
         text = args.config.read_text()
         new = checked_rewrite(text, WORKLOAD, rule_comment(rows, chosen), chosen)
-        args.config.write_text(new)
+        partial = args.config.with_name(args.config.name + ".partial")
+        partial.write_text(new)
+        partial.replace(args.config)  # never a half-written config
         log(f"wrote the task_ids of {WORKLOAD} into {args.config}")
 
 
