@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from llmenergy import claims, configuration, preflight, workloads
+from llmenergy import claims, configuration, gpu_slots, preflight, workloads
 
 min_version("9.0")
 
@@ -26,6 +26,22 @@ STRATEGIES = sorted(
     {s for w in config["workloads"] for s in configuration.strategies_of(config, w)}
 )
 REPS = list(range(1, config["repetitions"] + 1))
+# Generation jobs that may run at once here, one per GPU (0: one measured job at a time).
+# A --resources gpu_slot=K on the command line wins.
+GPU_SLOTS = gpu_slots.slots(config)
+if GPU_SLOTS and "gpu_slot" not in workflow.global_resources:
+    workflow.register_resource("gpu_slot", GPU_SLOTS)
+
+
+def gpu_slot(wildcards):
+    """1 for a generation job that claims a GPU of this box; on a cluster the scheduler
+    gives each job its GPU."""
+    return int(bool(GPU_SLOTS) and workflow.local_exec)
+
+
+def measured_alone(wildcards):
+    """1: the job holds the one `measure` unit, so no other measured job runs beside it."""
+    return 1 - gpu_slot(wildcards)
 
 
 def _one_of(names):

@@ -13,9 +13,13 @@ rule generate:
         f"logs/generate/{RUN}.log",
     benchmark:
         f"results/benchmarks/generate/{RUN}.tsv"
-    threads: workflow.cores
+    # One job per GPU shares the cores out; otherwise one job at a time takes them all.
+    threads: max(1, workflow.cores // GPU_SLOTS) if GPU_SLOTS else workflow.cores
     resources:
-        measure=1,  # two jobs measuring energy at once spoil both readings
+        # Two jobs measuring one device at once spoil both readings: a job on a GPU of its
+        # own (gpu_slots) needs no `measure` unit; any other job holds the only one.
+        measure=measured_alone,
+        gpu_slot=gpu_slot,
     params:
         model=lookup(dpath="models/{model}", within=config),
         max_new_tokens=lookup(

@@ -24,6 +24,7 @@ energy: where a GPU offers only NVML's one-second average, per-token energy is n
 from __future__ import annotations
 
 import bisect
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -215,6 +216,23 @@ def gpu_names(indices: Sequence[int]) -> dict[int, str]:
     return {index: gpus.get_name(index) for index in indices}
 
 
+def nvml_index(visible_index: int, cuda_visible_devices: str | None) -> int | str:
+    """The NVML index (PCI bus order) of the GPU that is `visible_index` after
+    `CUDA_VISIBLE_DEVICES`, so that a record names the same GPU whatever a job could see; the
+    entry itself where it is not an index (a UUID)."""
+    if cuda_visible_devices is None:
+        return visible_index
+    entry = cuda_visible_devices.split(",")[visible_index].strip()
+    return int(entry) if entry.isdigit() else entry
+
+
+def gpu_labels(indices: Sequence[int]) -> str:
+    """The label of each metered GPU, `gpu:<NVML index> <name>`, comma-separated."""
+    names = gpu_names(indices)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return ",".join(f"gpu:{nvml_index(i, visible)} {names[i]}" for i in indices)
+
+
 def instant_power_readable(indices: Sequence[int]) -> bool:
     """Whether every GPU offers NVML's instantaneous power field (Volta and later mostly do;
     some offer only the one-second average)."""
@@ -260,8 +278,7 @@ class ZeusMeter:
         self.measured = True
         self.covers_cpu = not on_gpu
         if on_gpu:
-            names = gpu_names(accelerator.indices)
-            self.device = ",".join(f"gpu:{i} {names[i]}" for i in accelerator.indices)
+            self.device = gpu_labels(accelerator.indices)
             self.source = "zeus:nvml"
             self._monitor = ZeusMonitor(gpu_indices=list(accelerator.indices), cpu_indices=[])
         else:
@@ -361,9 +378,12 @@ class ZeusMeter:
         return energies
 
 
-def open_meter(config: dict[str, Any], model_device: str = "cpu", log: Any = None) -> Meter:
+def open_meter(
+    config: dict[str, Any], model_device: str = "cpu", log: Any = None, read_host: bool = True
+) -> Meter:
     """Open the meter that `config` (the `energy` section) asks for, for a model on
-    `model_device`."""
+    `model_device`; `read_host` false: the host (RAPL) is not read, as where other jobs
+    share it."""
     backend = config.get("backend", "auto")
     min_window_s = config.get("min_window_s")
     estimate_window = float(min_window_s or DEFAULT_MIN_WINDOW_S["estimate"])
@@ -384,7 +404,7 @@ def open_meter(config: dict[str, Any], model_device: str = "cpu", log: Any = Non
         )
     return ZeusMeter(
         accelerator,
-        host_cpus=counters.cpu_indices,
+        host_cpus=counters.cpu_indices if read_host else (),
         min_window_s=min_window_s,
         power_timeline=bool(config.get("power_timeline", True)),
         power_update_period_s=float(

@@ -3,12 +3,12 @@
 Inputs:  workload parquet (one prompt per task), prepared model folder.
 Outputs: one record per task (records.GENERATION_SCHEMA, README "Records"), per-token timings.
 The metered device's idle power is measured here, after the model is loaded and warmed up.
+A job holding a `gpu_slot` first claims a GPU of its own and pins itself to it (gpu_slots).
 """
 
 import polars as pl
-import torch
 
-from llmenergy import babble, energy, evaluation, generation, logs, models, records
+from llmenergy import babble, energy, evaluation, generation, gpu_slots, logs, models, records
 from llmenergy import replay as llm_replay
 
 
@@ -61,8 +61,21 @@ def write(result, smk) -> None:
     )
 
 
+def claim_gpu(log):
+    """Claim and pin a free GPU of this box (before CUDA starts); the claim lasts as long as
+    the process. Returns whether other jobs may run on the box's other GPUs meanwhile."""
+    gpus = gpu_slots.visible_gpus()
+    held = gpu_slots.claim(gpus, gpu_slots.lock_dir(), log)
+    gpu_slots.pin(held.gpu)
+    log(f"claimed GPU {held.gpu.index} ({held.gpu.uuid}) of {len(gpus)}; pinned to it")
+    return len(gpus) > 1
+
+
 def main(smk) -> None:
     with logs.to_file(smk.log[0]) as log:
+        shares_host = claim_gpu(log) if getattr(smk.resources, "gpu_slot", 0) else False
+        import torch  # after the pin: CUDA reads CUDA_VISIBLE_DEVICES once, when it starts
+
         torch.set_num_threads(smk.threads)
         wildcards = smk.wildcards
         style = smk.params.model["prompt_style"]
@@ -81,7 +94,11 @@ def main(smk) -> None:
             log(f"GPU {gpu}")
         loaded = models.load(smk.input.model, wildcards.model, smk.params.model, smk.params.device)
         # The meter reads the device the model's tensors are on (or energy.gpus).
-        meter = energy.open_meter(smk.params.energy, str(loaded.device), log)
+        # Jobs on the box's other GPUs share its CPUs and DRAM: no job may take the host's
+        # energy for its own.
+        meter = energy.open_meter(
+            smk.params.energy, str(loaded.device), log, read_host=not shares_host
+        )
         log(
             f"model {wildcards.model} on {loaded.device}; metered: {meter.device} "
             f"({meter.source}), host: {meter.host_source or 'not read'}"
