@@ -1,8 +1,10 @@
 """The container image: Dockerfile lint, the Apptainer definition against it, the entry point,
-and (marked `container`) a real Docker build that runs the smoke configuration inside."""
+the seccomp profile and the documented options, and (marked `container`) a real Docker build
+that runs the smoke configuration inside, with and without the sandbox's options."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -15,15 +17,27 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
-from conftest import REPO, TINY_CONFIG, load_tiny_config
+from conftest import REPO, load_tiny_config
 
 CONTAINERS = REPO / "containers"
 DOCKERFILE = CONTAINERS / "Dockerfile"
 DEFINITION = CONTAINERS / "llmenergy.def"
 BUILD = CONTAINERS / "build.sh"
 ENTRYPOINT = CONTAINERS / "llmenergy-run"
+SECCOMP = CONTAINERS / "seccomp-bwrap.json"
+DOCS = REPO / "docs" / "container.md"
 SMOKE_TAG = "llmenergy:smoke-cpu"
+# The docker run options that let bubblewrap start in the image (docs/container.md), as
+# documented: relative to the repository, where the image test runs docker.
+SANDBOX_OPTIONS = (
+    "--security-opt seccomp=containers/seccomp-bwrap.json",
+    "--security-opt systempaths=unconfined",
+)
+# profiles/seccomp/default.json of moby/moby v28.2.2, the profile seccomp-bwrap.json extends.
+DOCKER_DEFAULT_SHA256 = "01536f1d1df938ae611eba20d6349e0de7a99b6ecdee1549427a0b01b8301e28"
+CLONE_NEWUSER = 0x10000000
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
@@ -122,6 +136,41 @@ def test_snakefile_container_is_the_image_build_sh_makes():
     [line] = [line for line in snakefile.splitlines() if line.startswith("container:")]
     assert line == 'container: f"{workflow.basedir}/containers/llmenergy.sif"'
     assert 'sif="$here/llmenergy.sif"' in BUILD.read_text()
+
+
+def test_seccomp_profile_is_dockers_default_and_the_documented_entries():
+    profile = json.loads(SECCOMP.read_text())
+    added = [rule for rule in profile["syscalls"] if "bubblewrap" in rule.get("comment", "")]
+    assert profile["syscalls"][-len(added) :] == added
+    upstream = {**profile, "syscalls": profile["syscalls"][: -len(added)]}
+    digest = hashlib.sha256(json.dumps(upstream, indent="\t").encode()).hexdigest()
+    assert digest == DOCKER_DEFAULT_SHA256
+    assert DOCKER_DEFAULT_SHA256 in DOCS.read_text()
+
+    # Namespaces only with a new user namespace; the mounts unconditionally (the kernel allows
+    # them only in namespaces the caller owns).
+    with_newuser = {
+        "op": "SCMP_CMP_MASKED_EQ",
+        "value": CLONE_NEWUSER,
+        "valueTwo": CLONE_NEWUSER,
+    }
+    by_names = {tuple(rule["names"]): rule for rule in added if rule["names"] != ["clone"]}
+    assert set(by_names) == {("unshare",), ("mount", "umount2", "pivot_root", "sethostname")}
+    clones = [rule for rule in added if rule["names"] == ["clone"]]
+    assert [rule["args"] for rule in clones] == [
+        [{"index": 0, **with_newuser}],
+        [{"index": 1, **with_newuser}],
+    ]
+    assert by_names[("unshare",)]["args"] == [{"index": 0, **with_newuser}]
+    assert "args" not in by_names[("mount", "umount2", "pivot_root", "sethostname")]
+    assert all(rule["action"] == "SCMP_ACT_ALLOW" for rule in added)
+
+
+def test_sandbox_options_are_documented_where_the_image_is_run():
+    for path in (DOCKERFILE, ENTRYPOINT, DOCS):
+        text = path.read_text()
+        for option in (*SANDBOX_OPTIONS, "apparmor=unconfined", '--user "$(id -u):$(id -g)"'):
+            assert option in text, f"{path.name} does not name {option}"
 
 
 def run_entrypoint(tmp_path: Path, *args: str) -> list[str]:
@@ -266,40 +315,59 @@ def test_image_builds_offline_and_runs_the_smoke_config(tmp_path: Path):
     )
     assert check.returncode == 0, check.stderr
 
-    # The smoke configuration, inside the image, without network, as the calling user.
+    # The smoke configuration, inside the image, without network, as a user other than root
+    # (bubblewrap run by root makes no user namespace; docs/container.md): the caller or, when
+    # that is root, uid 1000, like most callers' uids one the image's /etc/passwd does not list.
+    # Completions may run only in bubblewrap, so no run can fall back to a weaker sandbox.
+    uid, gid = (os.getuid(), os.getgid()) if os.getuid() else (1000, 1000)
     data = tmp_path / "data"
     data.mkdir()
-    shutil.copy(TINY_CONFIG, data / "tiny.yaml")
-    run = subprocess.run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--user",
-            f"{os.getuid()}:{os.getgid()}",
-            "--env",
-            "HOME=/tmp",
-            "--volume",
-            f"{data}:/data",
-            SMOKE_TAG,
-            "--configfile",
-            "tiny.yaml",
-            "--cores",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    config = load_tiny_config()
+    config["evaluation"]["isolation"] = "bwrap"
+    (data / "tiny.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if os.getuid() == 0:
+        os.chown(data, uid, gid)
+        os.chown(data / "tiny.yaml", uid, gid)
+
+    def run_image(*options: str, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "--user", f"{uid}:{gid}"]
+            + [word for option in options for word in option.split()]
+            + ["--env", "HOME=/tmp", "--volume", f"{data}:/data", SMOKE_TAG]
+            + ["--configfile", "tiny.yaml", "--cores", "2", *args],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=REPO,  # the options name the profile relative to the repository
+        )
+
+    run = run_image(*SANDBOX_OPTIONS)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "workflow specific profile /opt/llmenergy/workflow/profiles/default" in run.stderr
     html = (data / "results/report/report.html").read_text()
     assert "data:image/png;base64," in html
+    assert 'id="not-run-banner"' not in html
     summary = pl.read_parquet(data / "results/aggregate/summary.parquet")
     assert summary["model"].to_list() == ["tiny-random"]
-    records = pl.read_parquet(
-        data / "results/generations/tiny-random/humaneval-0shot/none/rep1.parquet"
-    )
-    assert records.height == load_tiny_config()["workloads"]["humaneval-0shot"]["limit"]
+    run_path = "tiny-random/humaneval-0shot/none/rep1.parquet"
+    records = pl.read_parquet(data / "results/generations" / run_path)
+    assert records.height == config["workloads"]["humaneval-0shot"]["limit"]
+    scores = pl.read_parquet(data / "results/scores" / run_path)
+    assert scores.height == records.height
+    assert all(label.startswith("bwrap-wheel+") for label in scores["sandbox"]), scores
+    assert not any(kind.startswith("not-run") for kind in scores["error_kind"].drop_nulls())
+
+    # Without the options, on the same image and records: only scoring and what follows it run
+    # again. The scores are removed, so the preflight sees them as still to run, and forced,
+    # since Snakemake remakes no missing file whose consumers are up to date.
+    (data / "results/scores" / run_path).unlink()
+    run = run_image(args=("--forcerun", "evaluate"))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "HumanEval completions of humaneval-0shot will not be run" in run.stderr
+    scores = pl.read_parquet(data / "results/scores" / run_path)
+    assert scores["error_kind"].to_list() == ["not-run:no-isolation"] * records.height
+    assert scores["passed"].null_count() == records.height
+    assert scores["sandbox"].to_list() == ["none"] * records.height
+    html = (data / "results/report/report.html").read_text()
+    # At the top: before the first section of results.
+    assert 0 <= html.find('id="not-run-banner"') < html.index("<h2")
