@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,27 @@ def snakemake(
     """Run the real workflow in `workdir` with `config` and wait for it."""
     command = snakemake_command(workdir, config, *args)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scontrol_stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder, first on PATH for the whole session, whose `scontrol` fails at once.
+
+    Snakemake's Slurm executor plugin asks `scontrol show config` for MinJobAge whenever it is
+    imported, that is at every Snakemake start; where Slurm's tools are installed but no
+    controller answers, scontrol retries for about ten seconds first. No test but
+    tests/test_slurm.py (which takes this folder off its PATH) means a cluster."""
+    folder = tmp_path_factory.mktemp("no-slurm-cluster")
+    stand_in = folder / "scontrol"
+    stand_in.write_text(
+        "#!/bin/sh\n"
+        'echo "scontrol: no Slurm cluster in these tests (see tests/conftest.py)" >&2\n'
+        "exit 1\n"
+    )
+    stand_in.chmod(0o755)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", os.pathsep.join([str(folder), os.environ["PATH"]]))
+        yield folder
 
 
 @pytest.fixture(scope="session")
