@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from llmenergy import babble, datasets, generation, models
+from llmenergy import datasets, generation, models, stopping
+from llmenergy.detokenizer import IncrementalDetokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 BABBLE = '\n\nprint("example")\nassert True\n\ndef unused(x):\n    return x\n' * 3
@@ -51,8 +52,8 @@ def stopper_step_seconds(loaded, tasks: list[dict], strategy: str, style: str) -
             body if style == "completion" else f"```python\n{task['prompt']}{body}```\nIt works."
         )
         ids = loaded.tokenizer(output, add_special_tokens=False).input_ids
-        stopper = babble.make_stopper(strategy, task, style)
-        detokenizer = babble.IncrementalDetokenizer(loaded.tokenizer)
+        stopper = stopping.make(strategy, stopping.StopTask(task, style))
+        detokenizer = IncrementalDetokenizer(loaded.tokenizer)
         start = time.perf_counter()
         for token in ids:
             steps += 1

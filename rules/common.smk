@@ -6,13 +6,15 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from llmenergy import claims, configuration, gpu_slots, preflight, workloads
+from llmenergy import claims, configuration, gpu_slots, preflight, stopping, workloads
 
 min_version("9.0")
 
 
 validate(config, schema="../config/schema.yaml")
 configuration.check(config)
+# A config's own strategies register themselves before their names are checked.
+configuration.load_strategies(config)
 configuration.check_strategies(config)
 
 REPO = Path(workflow.basedir)
@@ -137,3 +139,21 @@ def workload_kinds():
         name: claims.workload_kind(spec, config["datasets"][spec["dataset"]]["format"])
         for name, spec in config["workloads"].items()
     }
+
+
+def strategy_module(wildcards):
+    """The strategy_modules entry that registers a config's own strategy (None: built-in):
+    the job loads it, and only its jobs re-run when the entry changes."""
+    return stopping.source_of(wildcards.strategy)
+
+
+def strategy_file(wildcards):
+    """The file of a config's own strategy: editing it re-runs that strategy's jobs."""
+    entry = stopping.source_of(wildcards.strategy)
+    return [entry] if entry and entry.endswith(".py") else []
+
+
+def strategy_sandbox(wildcards):
+    """The evaluation settings, for a strategy that runs model output while decoding (the
+    oracle): only its jobs re-run when they change."""
+    return config["evaluation"] if stopping.get(wildcards.strategy).runs_code else None

@@ -6,6 +6,7 @@ rule generate:
         workload="results/workloads/{workload}.parquet",
         model="resources/models/{model}",
         completions=replay_completions,  # a replay model's file: editing it re-runs its jobs
+        strategy=strategy_file,  # a config's own strategy's file, likewise
     output:
         records=f"results/generations/{RUN}.parquet",
         tokens=f"results/generations/{RUN}.tokens.parquet",
@@ -29,9 +30,7 @@ rule generate:
         energy=config["energy"],
         device=config["generation"]["device"],
         ignore_eos=config["generation"]["ignore_eos"],
-        # Only the oracle runs code while generating: only it re-runs when this changes.
-        oracle=lambda wildcards: (
-            config["evaluation"] if wildcards.strategy == "oracle" else None
-        ),
+        strategy_module=strategy_module,
+        sandbox=strategy_sandbox,
     script:
         "../workflow/scripts/generate.py"

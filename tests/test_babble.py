@@ -7,8 +7,13 @@ import random
 import threading
 
 import pytest
+from helpers.waiting import wait_for
 
-from llmenergy import babble, scoring
+from llmenergy import scoring
+from llmenergy.detokenizer import IncrementalDetokenizer
+from llmenergy.stopping.oracle import OracleStopper
+from llmenergy.stopping.stopwords import ClosingFenceStopper, FirstLineStopper, StopwordStopper
+from llmenergy.stopping.syntax import SyntaxStopper
 
 PROMPT = (
     "from typing import List\n\n\n"
@@ -86,7 +91,7 @@ SYNTAX_CASES = {
 @pytest.mark.parametrize("case", SYNTAX_CASES, ids=list(SYNTAX_CASES))
 def test_syntax_completion_style(case):
     text, expected = SYNTAX_CASES[case]
-    assert_cut(lambda: babble.SyntaxStopper(entry_point="add", header=PROMPT), text, expected)
+    assert_cut(lambda: SyntaxStopper(entry_point="add", header=PROMPT), text, expected)
 
 
 CHAT_CODE = "import math\n\n@lru_cache\ndef add(a, b):\n    return a + b\n"
@@ -116,11 +121,11 @@ CHAT_CASES = {
 @pytest.mark.parametrize("case", CHAT_CASES, ids=list(CHAT_CASES))
 def test_syntax_chat_style(case):
     text, expected = CHAT_CASES[case]
-    assert_cut(lambda: babble.SyntaxStopper(entry_point="add", chat=True), text, expected)
+    assert_cut(lambda: SyntaxStopper(entry_point="add", chat=True), text, expected)
 
 
 def test_stopwords_completion_style():
-    make = lambda: babble.StopwordStopper(scoring.HARNESS_STOP_SEQUENCES)  # noqa: E731
+    make = lambda: StopwordStopper(scoring.HARNESS_STOP_SEQUENCES)  # noqa: E731
     assert_cut(make, BODY + "\n\nprint(add(1, 2))\n", BODY + "\n")
     assert_cut(make, BODY + "\ndef sub(a, b):\n", BODY)
     assert_cut(make, "    if a:\n        return 1\n    return b\n", None)  # indented: no stop
@@ -130,7 +135,7 @@ def test_stopwords_completion_style():
 
 
 def test_stopwords_chat_style():
-    make = babble.ClosingFenceStopper
+    make = ClosingFenceStopper
     assert_cut(
         make,
         "Sure:\n```python\n" + CHAT_CODE + "```\nIt adds.",
@@ -141,12 +146,12 @@ def test_stopwords_chat_style():
 
 
 def test_first_line_for_longbench():
-    assert_cut(babble.FirstLineStopper, "\n\n  x = foo(1)\nbar\n", "\n\n  x = foo(1)")
-    assert_cut(babble.FirstLineStopper, "x = 1", None)
+    assert_cut(FirstLineStopper, "\n\n  x = foo(1)\nbar\n", "\n\n  x = foo(1)")
+    assert_cut(FirstLineStopper, "x = 1", None)
     # The line code_sim_score reads: fences and comment lines are passed over.
     fenced = "```python\n# the next line\n// also skipped\n  y = bar(2)\nmore\n```"
     assert_cut(
-        babble.FirstLineStopper, fenced, "```python\n# the next line\n// also skipped\n  y = bar(2)"
+        FirstLineStopper, fenced, "```python\n# the next line\n// also skipped\n  y = bar(2)"
     )
 
 
@@ -154,7 +159,7 @@ def test_incremental_detokenizer_matches_full_decode(tiny_model):
     tokenizer = tiny_model.tokenizer
     text = PROMPT + BODY + "print('héllo wörld ✓ 日本語')\n"
     ids = tokenizer(text, add_special_tokens=False).input_ids
-    detok = babble.IncrementalDetokenizer(tokenizer)
+    detok = IncrementalDetokenizer(tokenizer)
     pieces_out = [detok.push(i) for i in ids]
     assert "".join(pieces_out) == tokenizer.decode(ids)
 
@@ -176,12 +181,12 @@ class FakeCheck:
 
 def test_oracle_cuts_at_first_passing_line():
     check = FakeCheck()
-    oracle = babble.OracleStopper(check, header=PROMPT)
+    oracle = OracleStopper(check, header=PROMPT)
     text = "    x = a\n    return a + b\n\n\nprint(add(1, 2))\n    junk(\n"
     cut = None
     for piece in pieces(text, 3):
         cut = oracle.feed(piece)
-        assert babble.wait_for(oracle.idle, 5)  # as if each check were instant
+        assert wait_for(oracle.idle, 5)  # as if each check were instant
         if cut is not None:
             break
     stats = oracle.finish()
@@ -213,7 +218,7 @@ def test_oracle_does_not_block_decoding():
     it ends (it cannot end before the test lets it, unless a feed blocked for `hold_s`), and
     candidates found meanwhile replace each other instead of queueing."""
     check = HeldCheck()
-    oracle = babble.OracleStopper(check, header=PROMPT)
+    oracle = OracleStopper(check, header=PROMPT)
     lines = ["    x = a\n", "    y = b\n", "    return a + b\n", "    z = 1\n"]
     assert oracle.feed(lines[0]) is None
     assert check.started.wait(5)  # the first candidate's check is in flight, and holds
@@ -221,7 +226,7 @@ def test_oracle_does_not_block_decoding():
         assert oracle.feed(line) is None
     assert not check.finished.is_set(), "a feed waited for the check in flight"
     check.release.set()
-    assert babble.wait_for(lambda: oracle.passed_at is not None, 5)
+    assert wait_for(lambda: oracle.passed_at is not None, 5)
     oracle.finish()
     # The check in flight, then only the newest of the three candidates found meanwhile.
     assert check.seen == ["    x = a", "".join(lines).rstrip()]
@@ -246,10 +251,10 @@ class ProbedVerdict:
 
 
 def test_oracle_verdict_is_visible_once_idle():
-    """The generation loop waits for the oracle to be idle, then reads `passed_at` (as
-    `replay_through` does), so a passing check must publish its verdict no later than its
-    idleness, or the loop goes on a token late. A reader looking while the worker decides
-    the verdict, and the loop after it, must never see it idle without the verdict."""
+    """A reader that finds the oracle idle takes `passed_at` as its verdict, so a passing
+    check must publish its verdict no later than its idleness, or the reader stops a token
+    late. A reader looking while the worker decides the verdict, and one after it, must never
+    see it idle without the verdict."""
     seen: list[tuple[bool, int | None]] = []
 
     def look() -> None:
@@ -257,11 +262,11 @@ def test_oracle_verdict_is_visible_once_idle():
         seen.append((idle, oracle.passed_at))
 
     passed = ProbedVerdict(look)
-    oracle = babble.OracleStopper(lambda output: (passed, 0.0, 0.0), header=PROMPT)
+    oracle = OracleStopper(lambda output: (passed, 0.0, 0.0), header=PROMPT)
     oracle.feed(BODY)  # one candidate: "    return a + b", cut 16
-    assert babble.wait_for(oracle.idle, 30)
+    assert wait_for(oracle.idle, 30)
     look()
     oracle.finish()
-    assert passed.probes == 1 and babble.wait_for(lambda: len(seen) == 2, 30)
+    assert passed.probes == 1 and wait_for(lambda: len(seen) == 2, 30)
     assert (True, len(BODY) - 1) in seen, seen  # the loop's own look, once idle
     assert all(at == len(BODY) - 1 for idle, at in seen if idle), seen

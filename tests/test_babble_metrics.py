@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from llmenergy import babble, sandbox
+from llmenergy import babble, sandbox, scoring
 
 LIMITS = sandbox.Limits(timeout_s=10.0, memory_mb=1024)
 PROMPT = 'def add(a, b):\n    """Add two numbers."""\n'
@@ -50,7 +50,7 @@ def metrics_of(
     }
 
     def check_for(task):
-        return babble.sandboxed_check(task, prompt_style, LIMITS, None)
+        return scoring.sandboxed_check(task, prompt_style, LIMITS, None)
 
     [row] = babble.metrics([record], TASKS, prompt_style, tokenizer, check_for, workers=1)
     return row

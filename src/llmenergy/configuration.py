@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmenergy import stopping
+
 STANDIN = "longbench-standin"
 STANDIN_MARK = "standin"
 
@@ -77,16 +79,34 @@ def evaluated_models(config: dict[str, Any]) -> list[str]:
     return [name for name in config["models"] if outputs_evaluated(config, name)]
 
 
+def load_strategies(config: dict[str, Any]) -> None:
+    """Import the config's own stopping strategies (strategy_modules), naming the key."""
+    try:
+        stopping.load_modules(config.get("strategy_modules") or [])
+    except stopping.StrategyError as error:
+        raise ConfigError(str(error)) from None
+
+
 def check_strategies(config: dict[str, Any]) -> None:
-    """Every workload runs the `none` baseline, and the oracle only where tests exist."""
+    """Every workload runs the `none` baseline and only registered strategies, and a strategy
+    that needs tests only where tasks have them."""
     for name, workload in config["workloads"].items():
         strategies = strategies_of(config, name)
         key = f"workloads.{name}.strategies" if "strategies" in workload else "strategies"
-        if "none" not in strategies:
-            raise ConfigError(f"{key}: must contain 'none', the baseline of every strategy")
-        fmt = config["datasets"][workload["dataset"]]["format"]
-        if "oracle" in strategies and fmt != "humaneval":
+        if stopping.BASELINE not in strategies:
             raise ConfigError(
-                f"{key}: 'oracle' runs the task's tests, and {name} ({fmt}) has none; "
-                f"give workloads.{name}.strategies without it"
+                f"{key}: must contain {stopping.BASELINE!r}, the baseline of every strategy"
+            )
+        for strategy in strategies:
+            if strategy not in stopping.names():
+                raise ConfigError(
+                    f"{key}: unknown strategy {strategy!r}; known: {', '.join(stopping.names())}"
+                    " (add your own with strategy_modules)"
+                )
+        fmt = config["datasets"][workload["dataset"]]["format"]
+        needing = [s for s in strategies if stopping.get(s).needs_tests]
+        if needing and fmt != "humaneval":
+            raise ConfigError(
+                f"{key}: {', '.join(map(repr, needing))} runs the task's tests, and {name} "
+                f"({fmt}) has none; give workloads.{name}.strategies without it"
             )

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from llmenergy import babble, energy, models, workloads
+from llmenergy import energy, models, stopping, workloads
+from llmenergy.detokenizer import IncrementalDetokenizer
 from llmenergy.energy import Meter, Reading
 from llmenergy.models import LoadedModel
 
@@ -140,7 +141,7 @@ def decode_greedy(
     max_new_tokens: int,
     meter: Meter,
     max_prefill_repeats: int = 64,
-    stopper: babble.Stopper | None = None,
+    stopper: stopping.Stopper | None = None,
     strategy: str = "none",
 ) -> Decoded:
     """Greedy decoding of one prompt until EOS, `max_new_tokens` output tokens, or the
@@ -158,7 +159,7 @@ def decode_greedy(
     times = [prefill.seconds]
     walls = [time.time()]  # wall-clock end of each token, for power timelines
     stop_reason = "eos" if token in eos else "max_tokens"
-    detokenizer = babble.IncrementalDetokenizer(loaded.tokenizer) if stopper else None
+    detokenizer = IncrementalDetokenizer(loaded.tokenizer) if stopper else None
     text: list[str] = []
     kept: int | None = None
 
@@ -381,14 +382,15 @@ RAPL_SHARE_SOURCE = "zeus:rapl-cpu-share"
 
 
 def check_costs(
-    stats: babble.CheckStats,
+    stats: stopping.CheckStats,
     watts_per_core: float | None,
     package: tuple[float | None, float] | None = None,
 ) -> Checks:
-    """The oracle's checks: their wall time and energy. Where RAPL read the CPU packages over
-    the task (`package`: their energy, and this process's own CPU seconds then), the checks
-    get the share of it that their child processes' CPU time has of all CPU time spent;
-    elsewhere their CPU time x the power of a busy core (an estimate; null without one)."""
+    """A strategy's checks (the oracle's test runs): their wall time and energy. Where RAPL
+    read the CPU packages over the task (`package`: their energy, and this process's own CPU
+    seconds then), the checks get the share of it that their child processes' CPU time has of
+    all CPU time spent; elsewhere their CPU time x the power of a busy core (an estimate; null
+    without one)."""
     if package is not None and package[0] is not None:
         package_j, own_cpu_s = package
         busy = own_cpu_s + stats.cpu_seconds
@@ -423,7 +425,7 @@ def run(
     prompt_style: str,
     max_new_tokens: int,
     strategy: str = "none",
-    stopper_for: Callable[[dict[str, Any], str], babble.Stopper | None] | None = None,
+    stopper_for: Callable[[dict[str, Any], str], stopping.Stopper | None] | None = None,
     check_watts_per_core: float | None = None,
     max_prefill_repeats: int = 64,
     prompt_budget: int | None = None,
@@ -464,9 +466,9 @@ def run(
         prompt, ids = workloads.prompt_and_ids(loaded.tokenizer, task, prompt_style, prompt_budget)
         stopper = stopper_for(task, prompt) if stopper_for is not None else None
         input_ids = prompt_tensor(loaded, ids, task["task_id"])
-        oracle = isinstance(stopper, babble.OracleStopper)
+        runs_code = stopper is not None and stopping.get(strategy).runs_code
         # Where RAPL reads the packages, one window over the task and its checks shares it out.
-        rapl_checks = oracle and meter.measured and bool(meter.covers_cpu or meter.host_source)
+        rapl_checks = runs_code and meter.measured and bool(meter.covers_cpu or meter.host_source)
         if rapl_checks:
             meter.begin("checks")
             own_cpu_start = time.process_time()
@@ -475,8 +477,8 @@ def run(
         )
         checks = None
         task_s = decoded.prefill_s + decoded.decode_s  # before replays can replace decode_s
-        if oracle:
-            # Its last check may still run: wait, so it spends nothing in the next windows.
+        if stopper is not None:
+            # A last check may still run: wait, so it spends nothing in the next windows.
             waited = time.perf_counter()
             stats = stopper.finish(wait=True)
             task_s += time.perf_counter() - waited
@@ -484,7 +486,8 @@ def run(
             if rapl_checks:
                 reading = meter.end("checks")
                 package = (package_energy(meter, reading), time.process_time() - own_cpu_start)
-            checks = check_costs(stats, check_watts_per_core, package)
+            if stats is not None:
+                checks = check_costs(stats, check_watts_per_core, package)
         decoded = decode_by_subtraction(loaded, input_ids, decoded, meter, max_task_repeats)
         completion = decoded.kept_text
         if completion is None:

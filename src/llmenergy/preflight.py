@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from llmenergy import evaluation, sandbox
+from llmenergy import evaluation, sandbox, stopping
 
 HUB_ENDPOINT = "https://huggingface.co"
 NETWORK_TIMEOUT_S = 5.0
@@ -66,10 +66,12 @@ def _runs_code(config: dict[str, Any], workload: str) -> bool:
 
 
 def check_sandbox(config: dict[str, Any], pending: Pending) -> list[Finding]:
-    """The oracle needs a sandbox to decode at all; HumanEval scoring goes on without one."""
-    oracle = sorted(w for _, w, strategy in pending.generations if strategy == "oracle")
+    """A strategy that runs code (the oracle) needs a sandbox to decode at all; HumanEval
+    scoring goes on without one."""
+    running = sorted({s for _, _, s in pending.generations if stopping.get(s).runs_code})
+    decoding = sorted({w for _, w, s in pending.generations if s in running})
     scored = sorted({w for _, w, _ in pending.scores if _runs_code(config, w)})
-    if not oracle and not scored:
+    if not decoding and not scored:
         return []
     settings = config["evaluation"]
     if evaluation.isolation_for(settings, log=lambda _: None) is not None:
@@ -79,15 +81,16 @@ def check_sandbox(config: dict[str, Any], pending: Pending) -> list[Finding]:
     else:
         note = sandbox.detect(int(settings.get("sandbox_uid", sandbox.NOBODY))).note
         why = f"evaluation.isolation is 'bwrap' and no bubblewrap works here: {note}"
-    if oracle:
+    if decoding:
         return [
             Finding(
                 "strategies",
-                f"strategies: 'oracle' (workload {', '.join(sorted(set(oracle)))}) runs each "
-                f"task's tests while decoding, and model output may not run here ({why}). "
-                "Fix one of: make bubblewrap work (it needs unprivileged user namespaces; see "
-                "the README), set evaluation.isolation: any (model output then runs as a "
-                "limited process that can read your files), or remove 'oracle' from "
+                f"strategies: {', '.join(map(repr, running))} (workload "
+                f"{', '.join(decoding)}) runs each task's tests while decoding, and "
+                f"model output may not run here ({why}). Fix one of: make bubblewrap work (it "
+                "needs unprivileged user namespaces; see docs/design.md, the sandbox), set "
+                "evaluation.isolation: any (model output then runs as a limited process that "
+                f"can read your files), or remove {', '.join(map(repr, running))} from "
                 "strategies (and from workloads.<name>.strategies).",
                 fatal=True,
             )

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmenergy import babble, records, workloads
+from llmenergy import records, stopping, workloads
+from llmenergy.detokenizer import IncrementalDetokenizer
 
 ENERGY_SOURCE = "replay"
 
@@ -102,7 +103,7 @@ def run(
         prompt, prompt_ids = workloads.prompt_and_ids(tokenizer, task, prompt_style, prompt_budget)
         stopper = stopper_for(task, prompt) if stopper_for is not None else None
         if stopper is not None:
-            kept, used, checks = babble.replay_through(tokenizer, ids[:output_tokens], stopper)
+            kept, used, checks = replay_through(tokenizer, ids[:output_tokens], stopper)
             if kept is not None:
                 completion, output_tokens, stop_reason = kept, used, strategy
         result.records.append(
@@ -126,3 +127,23 @@ def run(
             for position in range(output_tokens)
         )
     return result
+
+
+def replay_through(
+    tokenizer: Any, token_ids: list[int], stopper: stopping.Stopper
+) -> tuple[str | None, int, dict[str, Any]]:
+    """Feed given output tokens to a stopper as decoding would: (the kept text, or None if it
+    never stopped; the tokens consumed; its checks' time as a record column). A stopper that
+    checks in the background is made synchronous for replay (StopTask.synchronous), so the
+    cut is the earliest passing line."""
+    detokenizer = IncrementalDetokenizer(tokenizer)
+    pieces: list[str] = []
+    kept, used = None, len(token_ids)
+    for position, token in enumerate(token_ids, start=1):
+        pieces.append(detokenizer.push(token))
+        cut = stopper.feed(pieces[-1])
+        if cut is not None:
+            kept, used = "".join(pieces)[:cut], position
+            break
+    stats = stopper.finish()
+    return kept, used, {} if stats is None else {"check_s": stats.seconds}

@@ -19,7 +19,8 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterable
+import resource
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from llmenergy import sandbox
@@ -139,3 +140,19 @@ def check_humaneval(
 ) -> sandbox.Outcome:
     program = humaneval_program(task, completion, prompt_style, cut)
     return sandbox.run_python(program, limits, isolation)
+
+
+def sandboxed_check(
+    task: dict[str, Any], prompt_style: str, limits: Any, isolation: Any
+) -> Callable[[str], tuple[bool, float, float]]:
+    """One task's tests as the oracle and the babble metrics run them on an output prefix,
+    in the sandbox: (passed, wall seconds, CPU seconds of the check's processes)."""
+
+    def check(output: str) -> tuple[bool, float, float]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        outcome = check_humaneval(task, output, prompt_style, limits, isolation)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        return outcome.ok, outcome.seconds, cpu
+
+    return check

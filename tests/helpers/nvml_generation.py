@@ -19,12 +19,13 @@ import time
 
 import torch
 
-from llmenergy import babble, energy, generation, models
+from llmenergy import energy, generation, models
+from llmenergy.stopping.oracle import OracleStopper
 
 BURN = "import time\nend = time.process_time() + {}\nwhile time.process_time() < end: pass\n"
 
 
-class EveryLineOracle(babble.OracleStopper):
+class EveryLineOracle(OracleStopper):
     """The oracle, taking every line end for code that parses."""
 
     def _code_parses(self, cut: int) -> bool:

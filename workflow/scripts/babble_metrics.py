@@ -6,7 +6,7 @@ Outputs: one row per output: answer end by syntax and by tests (tokens), babble 
 
 import polars as pl
 
-from llmenergy import babble, evaluation, logs, records, replay
+from llmenergy import babble, evaluation, logs, records, replay, scoring
 
 
 def main(smk) -> None:
@@ -21,7 +21,7 @@ def main(smk) -> None:
         if isolation is not None and smk.params.by_tests:
 
             def check_for(task):
-                return babble.sandboxed_check(task, style, limits, isolation)
+                return scoring.sandboxed_check(task, style, limits, isolation)
 
         rows = babble.metrics(generations, tasks, style, tokenizer, check_for, smk.threads)
         records.write_parquet_atomic(records.frame(rows, records.BABBLE_SCHEMA), smk.output[0])

@@ -1,36 +1,50 @@
 """Generate completions under energy measurement.
 
 Inputs:  workload parquet (one prompt per task), prepared model folder.
-Outputs: one record per task (records.GENERATION_SCHEMA, README "Records"), per-token timings.
+Outputs: one record per task (records.GENERATION_SCHEMA, docs/design.md "Records"), per-token
+timings.
 The metered device's idle power is measured here, after the model is loaded and warmed up.
 A job holding a `gpu_slot` first claims a GPU of its own and pins itself to it (gpu_slots).
 """
 
 import polars as pl
 
-from llmenergy import babble, energy, evaluation, generation, gpu_slots, logs, models, records
+from llmenergy import (
+    energy,
+    evaluation,
+    generation,
+    gpu_slots,
+    logs,
+    models,
+    records,
+    scoring,
+    stopping,
+)
 from llmenergy import replay as llm_replay
 
 
-def stopper_factory(strategy: str, prompt_style: str, oracle_config, log):
-    """The function that makes each task's stopper for `strategy`."""
-    check_for = None
-    if strategy == "oracle":
-        isolation = evaluation.isolation_for(oracle_config, log)
+def stopper_factory(strategy: str, prompt_style: str, sandbox_config, log, synchronous=False):
+    """The function that makes each task's stopper for `strategy` (stopping's registry); a
+    strategy that runs code gets the sandboxed check of each task's tests."""
+    runs_code = stopping.get(strategy).runs_code
+    isolation = limits = None
+    if runs_code:
+        isolation = evaluation.isolation_for(sandbox_config, log)
         if isolation is None:
             raise RuntimeError(
-                "strategy 'oracle' runs the tasks' tests while decoding, but the evaluation "
-                "config does not allow running model output here (evaluation.run_untrusted_code"
+                f"strategy {strategy!r} runs the tasks' tests while decoding, but the evaluation"
+                " config does not allow running model output here (evaluation.run_untrusted_code"
                 " / evaluation.isolation)"
             )
-        limits = evaluation.limits_from(oracle_config)
-
-        def check_for(task):
-            return babble.sandboxed_check(task, prompt_style, limits, isolation)
+        limits = evaluation.limits_from(sandbox_config)
 
     def stopper_for(task, prompt):
-        check = check_for(task) if check_for is not None else None
-        return babble.make_stopper(strategy, task, prompt_style, check, prompt)
+        check = (
+            scoring.sandboxed_check(task, prompt_style, limits, isolation) if runs_code else None
+        )
+        return stopping.make(
+            strategy, stopping.StopTask(task, prompt_style, prompt, check, synchronous)
+        )
 
     return stopper_for
 
@@ -79,7 +93,12 @@ def main(smk) -> None:
         torch.set_num_threads(smk.threads)
         wildcards = smk.wildcards
         style = smk.params.model["prompt_style"]
-        stopper_for = stopper_factory(wildcards.strategy, style, smk.params.oracle, log)
+        if smk.params.strategy_module:  # a config's own strategy registers itself
+            stopping.load_modules([smk.params.strategy_module])
+        replayed = smk.params.model["source"]["kind"] == "replay"
+        stopper_for = stopper_factory(
+            wildcards.strategy, style, smk.params.sandbox, log, synchronous=replayed
+        )
         keys = {
             "model": wildcards.model,
             "model_revision": models.recorded_revision(smk.input.model),
@@ -87,7 +106,7 @@ def main(smk) -> None:
             "strategy": wildcards.strategy,
             "rep": int(wildcards.rep),
         }
-        if smk.params.model["source"]["kind"] == "replay":
+        if replayed:
             replay(smk, keys, stopper_for, log)
             return
         for gpu in energy.gpu_state():
