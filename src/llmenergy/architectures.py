@@ -264,6 +264,7 @@ def _shape_schema() -> dict[str, Any]:
         "flops_per_token_weights": pl.Int64(),
         "flops_per_context_token": pl.Int64(),
         "energy_source": pl.String(),
+        "energy_measured": pl.Boolean(),  # every run behind the row read from a counter
         **ends,
         "amplification_pct": pl.Float64(),
     }
@@ -288,6 +289,7 @@ def energy_by_shape(records: Any, shapes: dict[str, tuple[Any, int]], amplified:
         prefill_energy_j=pl.col("prefill_energy_j").mean(),
         prefill_s=pl.col("prefill_s").mean(),
         energy_source=pl.col("energy_source").first(),
+        energy_measured=pl.col("energy_measured").all(),
     )
     prefill_of = {(r["model"], r["workload"]): r for r in prefill.iter_rows(named=True)}
     rows = []
@@ -297,11 +299,14 @@ def energy_by_shape(records: Any, shapes: dict[str, tuple[Any, int]], amplified:
             continue
         model_config, dtype_bytes = shapes[name]
         row = {**describe(name, model_config, dtype_bytes), "energy_source": None}
+        measured_ends = []
         for end in ("short", "long"):
             workload = measured[f"{end}_workload"]
             prompt = measured[f"prompt_tokens_{end}"]
             phase = prefill_of.get((name, workload), {})
             row["energy_source"] = row["energy_source"] or phase.get("energy_source")
+            if phase:
+                measured_ends.append(bool(phase["energy_measured"]))
             row[f"workload_{end}"] = workload
             row[f"prompt_tokens_{end}"] = prompt
             row[f"prefill_energy_j_{end}"] = phase.get("prefill_energy_j")
@@ -315,6 +320,7 @@ def energy_by_shape(records: Any, shapes: dict[str, tuple[Any, int]], amplified:
             )
             row[f"decode_j_per_token_{end}"] = measured[f"decode_j_per_token_{end}"]
         row["amplification_pct"] = measured["amplification_pct"]
+        row["energy_measured"] = all(measured_ends) if measured_ends else None
         rows.append(row)
     table = pl.DataFrame(
         [{column: row[column] for column in schema} for row in rows], schema=schema, orient="row"

@@ -27,7 +27,7 @@ STYLE = {
 
 def energy_label(summary: pl.DataFrame) -> str:
     """The y label; says 'estimated' when any plotted energy is not a measurement."""
-    estimated = (summary["metered_device"] == "estimate").any()
+    estimated = not summary["energy_measured"].fill_null(False).all()
     return "Energy per task (J, estimated)" if estimated else "Energy per task (J)"
 
 
@@ -229,7 +229,7 @@ def amplification_vs_kv_cache(shapes: pl.DataFrame, out_png: str | Path) -> None
         width = f", {8 * widths.pop()}-bit values" if len(widths) == 1 else ""
         ax.set_xlabel(f"KV-cache bytes per token (KiB{width})")
         ax.set_ylabel("Decode J/token, longest vs shortest prompt (%)")
-        estimated = any((row["energy_source"] or "").startswith("estimate") for row in rows)
+        estimated = any(row["energy_measured"] is not True for row in rows)
         title = "Decode energy per token amplified by long prompts"
         ax.set_title(title + (" (estimated energy)" if estimated else ""))
         _legend_or_empty(
