@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-# Column order and types of one generation record (DESIGN.md, "Generation records").
+# Column order and types of one generation record (docs/design.md, "Records").
 GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String(),
     "model_revision": pl.String(),  # what prepare_model resolved: commit, wheel or seed

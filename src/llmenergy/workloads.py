@@ -1,6 +1,6 @@
 """Workloads: a dataset, a task selection and a prompt form, as one table of tasks.
 
-A workload is a config entry (DESIGN.md): its dataset, a prompt `template`, a number of
+A workload is a config entry (docs/configuration.md): its dataset, a prompt `template`, a number of
 `shots`, an `instruction`, `max_new_tokens` and an optional `prompt_budget`. `build` turns
 the dataset's rows into the task table; `encode_prompt` turns one task into the token ids a
 model reads, in the model's prompt style:
