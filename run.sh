@@ -7,8 +7,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 scripts/ensure-env.sh
 export PATH="$PWD/.venv/bin:$PATH"
 snakemake --cores all "$@"
-for arg in "$@"; do
-    case "$arg" in --dry-run | --dryrun | -n* | -[!-]*n*) exit 0 ;; esac  # nothing ran: no summary
+workdir="."
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --dry-run | --dryrun | -n* | -[!-]*n*) exit 0 ;;  # nothing ran: no summary
+        --directory | -d) workdir="$2"; shift ;;
+        --directory=*) workdir="${1#*=}" ;;
+    esac
+    shift
 done
 echo
-python -m llmenergy.run_summary results
+python -m llmenergy.run_summary "$workdir/results"

@@ -9,6 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 venv="${LLMENERGY_VENV:-.venv}"
 files=(requirements.txt requirements-nodeps.txt pyproject.toml)
+run_wanted="$(cat "${files[@]}" | sha256sum | cut -c1-16)"
 if [[ "${1:-}" == "--dev" ]]; then
     files+=(requirements-dev.txt)
 fi
@@ -41,4 +42,5 @@ if [[ "${1:-}" == "--dev" ]]; then
     "${pip[@]}" -r requirements-dev.txt
 fi
 echo "$wanted" > "$stamp"
+echo "$run_wanted" > "$venv/.llmenergy-env-run"  # what the workflow needs is installed too
 echo "environment ready in $venv"
