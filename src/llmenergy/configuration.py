@@ -97,14 +97,11 @@ def check_strategies(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"{key}: must contain {stopping.BASELINE!r}, the baseline of every strategy"
             )
-        for strategy in strategies:
-            if strategy not in stopping.names():
-                raise ConfigError(
-                    f"{key}: unknown strategy {strategy!r}; known: {', '.join(stopping.names())}"
-                    " (add your own with strategy_modules)"
-                )
+        try:
+            needing = [s for s in strategies if stopping.get(s).needs_tests]
+        except stopping.StrategyError as error:
+            raise ConfigError(f"{key}: {error}") from None
         fmt = config["datasets"][workload["dataset"]]["format"]
-        needing = [s for s in strategies if stopping.get(s).needs_tests]
         if needing and fmt != "humaneval":
             raise ConfigError(
                 f"{key}: {', '.join(map(repr, needing))} runs the task's tests, and {name} "

@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from llmenergy.stopping.base import FENCE, CheckStats, Stopper, StopTask, Strategy, register
+from llmenergy.stopping.base import FENCE, Stateless, Stopper, StopTask, Strategy, register
 from llmenergy.stopping.python_code import CodeScanner, header_def_indent, parses
 from llmenergy.stopping.stopwords import FirstLineStopper
 
 
 @dataclass
-class SyntaxStopper:
+class SyntaxStopper(Stateless):
     """Cut where the target function's body has ended and the code so far parses.
 
     `header` is the code before the output (the prompt, for completion style); for chat style
@@ -81,9 +81,6 @@ class SyntaxStopper:
         if self.code_start is None or not self.body_started:
             return False
         return parses(self.header + self.text[self.code_start :])
-
-    def finish(self, wait: bool = True) -> CheckStats | None:
-        return None
 
 
 def make(task: StopTask) -> Stopper:
