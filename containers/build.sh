@@ -92,7 +92,8 @@ trap 'rm -rf "$context"' EXIT
     cd "$repo"
     tar -c --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
         Snakefile pyproject.toml README.md requirements.txt requirements-nodeps.txt \
-        src rules workflow config reports profiles containers/Dockerfile containers/llmenergy-run
+        src rules workflow config reports data/reference profiles containers/Dockerfile \
+        containers/llmenergy-run
 ) | tar -x -C "$context"
 mkdir -p "$context/build/wheels"
 if [[ "$pip_cert" != none && -f "$pip_cert" ]]; then

@@ -6,7 +6,15 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from llmenergy import claims, configuration, gpu_slots, preflight, stopping, workloads
+from llmenergy import (
+    claims,
+    configuration,
+    gpu_slots,
+    preflight,
+    reference,
+    stopping,
+    workloads,
+)
 
 min_version("9.0")
 
@@ -157,3 +165,13 @@ def strategy_sandbox(wildcards):
     """The evaluation settings, for a strategy that runs model output while decoding (the
     oracle): only its jobs re-run when they change."""
     return config["evaluation"] if stopping.get(wildcards.strategy).runs_code else None
+
+
+# What a GPU measured, shipped with the workflow (docs/design.md, "The report and its claims").
+REFERENCE = REPO / "data" / "reference"
+
+
+def reference_files():
+    """The files of every GPU record in data/reference/ (none: an empty list), so the report
+    is rendered again when one is added or changed."""
+    return sorted(str(p) for p in REFERENCE.glob("*/*") if p.name in reference.FILES)

@@ -14,11 +14,13 @@ rule report_html:
             dataset=sorted({config["workloads"][w]["dataset"] for w in WORKLOADS}),
         ),
         template=REPO / "reports" / "report.html.j2",
+        references=reference_files(),
     output:
         "results/report/report.html",
     log:
         "logs/report.log",
     params:
         config=config,
+        reference=REFERENCE,
     script:
         "../workflow/scripts/report.py"

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import jinja2
 import polars as pl
 
-from llmenergy import aggregate
+from llmenergy import aggregate, reference
 
 
 class Column(NamedTuple):
@@ -259,6 +259,38 @@ BABBLE_TABLES: list[Table] = [
         ],
     ),
 ]
+# What a GPU measured (data/reference/) beside this run's baseline, one row per model and
+# workload of each (reference.comparison).
+REFERENCE_TABLE = Table(
+    "reference-table",
+    "Measured on that GPU, and this run",
+    [
+        Column("where", "Where"),
+        Column("model", "Model"),
+        Column("workload", "Workload"),
+        Column("prompt_tokens_mean", "Prompt tokens", "mean"),
+        Column("output_tokens_mean", "Output tokens", "mean"),
+        Column("prefill_energy_j_mean", "Prefill energy", "J/task", interval=True),
+        Column("decode_j_per_token", "Decode energy", "J/token", interval=True),
+        Column("prefill_share", "Prefill share", "%", interval=True, percent=True),
+        Column("idle_power_w", "Idle power", "W"),
+        Column("metered_device", "Metered device"),
+    ],
+)
+# How the keys of a reference's gpu.json are named in the report, in this order (any other
+# key: after them, by its own name).
+REFERENCE_DETAILS = {
+    "caveat": "Caveat",
+    "command": "Command",
+    "config": "Config",
+    "energy": "Energy source",
+    "measured_at": "Measured at",
+    "sm_clock_mhz": "SM clock, MHz",
+    "max_sm_clock_mhz": "Highest SM clock, MHz",
+    "memory_clock_mhz": "Memory clock, MHz",
+    "power_limit_w": "Power limit, W",
+    "temperature_c": "Temperature, °C",
+}
 # The report's tables of each aggregated table, by the name `render` takes it under.
 LAYOUTS: dict[str, list[Table]] = {
     "summary": SUMMARY_TABLES,
@@ -272,7 +304,8 @@ LAYOUTS: dict[str, list[Table]] = {
 
 def _percent_columns() -> set[str]:
     """The columns shown as percentages: a name means one quantity in every table."""
-    columns = [c for tables in LAYOUTS.values() for t in tables for c in t.columns]
+    layouts = [*LAYOUTS.values(), [REFERENCE_TABLE]]
+    columns = [c for tables in layouts for t in tables for c in t.columns]
     percent = {c.name for c in columns if c.percent}
     mixed = sorted(percent & {c.name for c in columns if not c.percent})
     if mixed:
@@ -372,6 +405,44 @@ def tables(frame: pl.DataFrame | None, source: str) -> list[dict[str, Any]] | No
     return [table(frame, spec, source) for spec in LAYOUTS[source]]
 
 
+def reference_details(details: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A reference's gpu.json beyond its label, as (name, value): REFERENCE_DETAILS' keys in
+    its order, then any other key by its own name, in the file's order."""
+    known = [(name, details[key]) for key, name in REFERENCE_DETAILS.items() if key in details]
+    return known + [(key, v) for key, v in details.items() if key not in REFERENCE_DETAILS]
+
+
+def reference_section(
+    summary: pl.DataFrame, references: list[reference.Reference]
+) -> dict[str, Any] | None:
+    """The section "Measured on a GPU": each GPU's label, details and amplification tables
+    (ids of its own: `reference-<folder>-...`), and the comparison table; None without any."""
+    if not references:
+        return None
+    records = []
+    for ref, where in zip(references, reference.measured_on(references), strict=True):
+        amplification = None
+        if ref.amplification is not None:
+            source = f"{ref.name}/{reference.AMPLIFICATION_FILE}"
+            amplification = [
+                table(
+                    ref.amplification, spec._replace(id=f"reference-{ref.name}-{spec.id}"), source
+                )
+                for spec in AMPLIFICATION_TABLES
+            ]
+        records.append(
+            {
+                "label": ref.label,
+                "where": where,
+                "name": ref.name,
+                "details": reference_details(dict(ref.details)),
+                "amplification": amplification,
+            }
+        )
+    rows = reference.comparison(references, summary)
+    return {"records": records, "comparison": table(rows, REFERENCE_TABLE, "reference comparison")}
+
+
 def data_uri(png_path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(png_path).read_bytes()).decode()
 
@@ -408,8 +479,9 @@ def render(
     claims: pl.DataFrame | None = None,
     amplification: pl.DataFrame | None = None,
     shapes: pl.DataFrame | None = None,
+    references: list[reference.Reference] | None = None,
 ) -> str:
-    """The report's HTML."""
+    """The report's HTML. `references`: what a GPU measured (reference.load), if any."""
     path = Path(template_path)
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(path.parent),
@@ -423,6 +495,7 @@ def render(
         claims=tables(claims, "claims"),
         amplification=tables(amplification, "amplification"),
         shapes=tables(shapes, "shapes"),
+        reference=reference_section(summary, references or []),
         figures={name: data_uri(png) for name, png in figures.items()},
         estimated=estimated_sources(summary),
         metered=metered_devices(summary),

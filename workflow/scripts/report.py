@@ -1,7 +1,7 @@
 """Render the HTML report.
 
 Inputs:  summary, savings, babble, claims, amplification and shapes tables, figures,
-         prepared models, dataset manifests, template.
+         prepared models, dataset manifests, template, what a GPU measured (data/reference/).
 Outputs: report.html, one self-contained file.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from llmenergy import logs, models, provenance, records, report
+from llmenergy import logs, models, provenance, records, reference, report
 
 
 def main(smk) -> None:
@@ -43,6 +43,7 @@ def main(smk) -> None:
             claims=pl.read_parquet(smk.input.claims),
             amplification=pl.read_parquet(smk.input.amplification),
             shapes=pl.read_parquet(smk.input.shapes),
+            references=reference.load(Path(smk.params.reference)),
         )
         records.write_text_atomic(html, smk.output[0])
         log(f"report written to {smk.output[0]}")
