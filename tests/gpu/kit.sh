@@ -24,11 +24,13 @@ KIT_LIMIT_MIB=48
 # Each stage's limit in seconds; `timeout` kills a stage 5 s after its limit if it must, so the
 # worst case is the sum of these plus 5 s a stage: 450 s. The sweep, the stage most worth the
 # call, runs right after the gate.
-LIMIT_UNPACK=20
-LIMIT_GATE=25
-LIMIT_SWEEP=260
+# Measured on one H200 (two runs): unpack 14-19 s, gate 8-9 s, sweep 219-256 s, GPU tests
+# 58-67 s, loop-vs-generate 39 s with two prompts (one now), stability 44 s.
+LIMIT_UNPACK=25
+LIMIT_GATE=15
+LIMIT_SWEEP=275
 LIMIT_TESTS=75
-LIMIT_LOOP=45
+LIMIT_LOOP=35
 LIMIT_STABILITY=60
 DEFAULT_STAGES=(sweep gpu-tests loop-vs-generate)
 
@@ -210,7 +212,7 @@ loop_stage() {
     local loop_device=cpu loop_model=tiny-random
     [[ "$mode" != cpu ]] && loop_device=cuda && loop_model=qwen2.5-coder-7b-random
     stage loop-vs-generate "$LIMIT_LOOP" "$python" benchmarks/loop_vs_generate.py \
-        --device "$loop_device" --models "$loop_model" --tokens 64 --prompts 2 \
+        --device "$loop_device" --models "$loop_model" --tokens 64 --prompts 1 \
         --rounds 2 > "$out/loop-vs-generate.txt" 2>&1 || status=1
     tail -n 5 "$out/loop-vs-generate.txt"
     return "$status"
