@@ -196,6 +196,32 @@ def test_power_monitor_does_not_spin(tmp_path):
     assert per_second <= 1.5 / 0.1, (reads, per_second)
 
 
+def test_a_short_idle_window_is_lengthened_to_the_meters_shortest(tmp_path):
+    """A 0.3 s idle window on a counter that updates every 100 ms could be off by a third: the
+    idle measurement lasts the meter's 1 s at least, and finds the GPU's planted 300 W."""
+    spec = write_spec(tmp_path, [gpu(300.0)])
+    script = (
+        "from llmenergy import energy\n"
+        "if __name__ == '__main__':\n"
+        "    meter = energy.open_meter({'backend': 'zeus', 'watts_per_core': 1, 'gpus': [0]})\n"
+        "    for _ in range(3):\n"
+        "        idle = energy.measure_idle(meter, 0.3)\n"
+        "        print(idle.seconds, energy.power_w(idle)[0])\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        env=environment(spec),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for line in run.stdout.strip().splitlines():
+        seconds, watts = map(float, line.split())
+        assert seconds >= 1.0
+        assert watts == pytest.approx(300.0, rel=0.11)  # one update in ten, at most
+
+
 def test_the_dag_meters_the_simulated_gpu(tmp_path, workdir):
     """The real workflow on the tiny config with `energy.backend: zeus` bound to simulated
     GPU 2 of three: every record names that GPU, its energy is that GPU's power x time, its
@@ -228,7 +254,8 @@ def test_the_dag_meters_the_simulated_gpu(tmp_path, workdir):
     assert set(rows["metered_device"]) == {f"gpu:2 {H100}"}
     assert rows["energy_measured"].all() and set(rows["energy_source"]) == {"zeus:nvml"}
     for row in rows.iter_rows(named=True):
-        assert row["idle_power_w"] == pytest.approx(200.0, rel=0.25)
+        # The idle window lasts 1 s at least: one counter update in ten.
+        assert row["idle_power_w"] == pytest.approx(200.0, rel=0.11)
         for phase in ("prefill", "decode"):
             energy_j, seconds = row[f"{phase}_energy_j"], row[f"{phase}_s"]
             assert energy_j is not None, row["energy_flags"]

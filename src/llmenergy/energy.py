@@ -415,9 +415,11 @@ def open_meter(
 
 
 def measure_idle(meter: Meter, seconds: float) -> Reading:
-    """Measure the metered device (or, for the estimate, this process) while it does nothing."""
+    """Measure the metered device (or, for the estimate, this process) while it does nothing,
+    for `seconds` but never less than the meter's shortest window: on NVML's ~100 ms counter a
+    0.5 s window is off by up to one update, 20%."""
     meter.begin("idle")
-    time.sleep(seconds)
+    time.sleep(max(seconds, meter.min_window_s))
     return meter.end("idle")
 
 
