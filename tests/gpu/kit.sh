@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU kit: the GPU check, built on a connected machine, run on a GPU machine that has no
-# network, no .venv and only its image's Python (docs/gpu.md#the-gpu-kit).
+# network, no .venv and only its image's Python (docs/gpu.md#the-gpu-tests-and-the-gpu-kit).
 #
 #   tests/gpu/kit.sh build      here: .gpu-kit/kit.tar.xz, what that machine lacks, for
 #                               Python 3.12 on x86-64 Linux (tests/gpu/kit-requirements.txt)
@@ -15,15 +15,15 @@
 #
 # `run` writes at most eight files under ${OUT:-gpu-results}/, each as its stage ends: kit.log
 # (everything printed), gate.json, sweep.log, sweep-records.tar.gz, gpu-tests.txt,
-# loop-vs-generate.txt, summary.txt. Its time limits add up to 450 s at most. The Python it
-# uses is $PYTHON, else python3.
+# loop-vs-generate.txt, summary.txt; stability.txt when named. With the default stages its
+# time limits add up to 450 s at most. The Python it uses is $PYTHON, else python3.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo="$PWD"
 KIT_LIMIT_MIB=48
 # Each stage's limit in seconds; `timeout` kills a stage 5 s after its limit if it must, so the
-# worst case is the sum of these plus 5 s a stage: 450 s. The sweep, the stage most worth the
-# call, runs right after the gate.
+# worst case of the default stages is the sum of theirs plus 5 s a stage: 450 s. The sweep, the
+# stage most worth the call, runs right after the gate.
 # Measured on one H200 (two runs): unpack 14-19 s, gate 8-9 s, sweep 219-256 s, GPU tests
 # 58-67 s, loop-vs-generate 39 s with two prompts (one now), stability 44 s.
 LIMIT_UNPACK=25
