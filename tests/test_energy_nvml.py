@@ -45,6 +45,20 @@ def environment(spec: Path) -> dict[str, str]:
     return {**os.environ, "FAKE_NVML_SPEC": str(spec), "PYTHONPATH": os.pathsep.join(paths)}
 
 
+def run_script(spec: Path, script: str) -> str:
+    """Run `script` in a fresh Python whose `pynvml` is the simulated NVML of `spec`; its
+    standard output."""
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        env=environment(spec),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout
+
+
 def generate(spec: Path, model_dir: Path, energy: dict, tasks: list[dict], **settings) -> dict:
     payload = {
         "model_dir": str(model_dir),
@@ -180,15 +194,7 @@ def test_power_monitor_does_not_spin(tmp_path):
         "    start = time.time(); time.sleep(3.0)\n"
         "    print(os.getpid(), time.time() - start)\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", script],
-        env=environment(spec),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    pid, seconds = run.stdout.split()
+    pid, seconds = run_script(spec, script).split()
     reads, per_second = poll_rate(tmp_path, int(pid))
     # One GPU, one domain, every 0.1 s: about 10 reads a second over the poller's life, which
     # spans the 3 s slept and the monitor's start and stop (a spinning poller: thousands).
@@ -208,15 +214,7 @@ def test_a_short_idle_window_is_lengthened_to_the_meters_shortest(tmp_path):
         "        idle = energy.measure_idle(meter, 0.3)\n"
         "        print(idle.seconds, energy.power_w(idle)[0])\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", script],
-        env=environment(spec),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    for line in run.stdout.strip().splitlines():
+    for line in run_script(spec, script).strip().splitlines():
         seconds, watts = map(float, line.split())
         assert seconds >= 1.0
         assert watts == pytest.approx(300.0, rel=0.11)  # one update in ten, at most

@@ -13,7 +13,13 @@ from types import SimpleNamespace
 
 import polars as pl
 import pytest
-from helpers.report_tables import EXPECTED, assert_table_matches, example_frames, read_table
+from helpers.report_tables import (
+    EXPECTED,
+    PROVENANCE,
+    assert_table_matches,
+    example_frames,
+    read_table,
+)
 
 from llmenergy import reference, report
 
@@ -34,20 +40,6 @@ H100 = {"gpu": "NVIDIA H100 80GB HBM3", "driver": "570.86.15", "date": "2026-11-
 H200_LABEL = "NVIDIA H200, driver 580.159.04, 2026-12-04"
 H100_LABEL = "NVIDIA H100 80GB HBM3, driver 570.86.15, 2026-11-30"
 
-PROVENANCE = {
-    "commit": "0" * 40,
-    "config_hash": "1" * 64,
-    "packages": {},
-    "hardware": {},
-    "energy_sources": [],
-    "watts_per_core": 10.0,
-    "idle": "not measured",
-    "models": [],
-    "datasets": [],
-    "babble_threshold": 0.2,
-    "ignore_eos": False,
-    "tasks": [],
-}
 
 # The comparison table's columns, written out here (not read from llmenergy.report).
 COMPARISON = [

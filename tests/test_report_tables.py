@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from helpers.report_tables import (
     EXPECTED,
+    PROVENANCE,
     assert_frame_shown,
     assert_table_matches,
     example_frames,
@@ -18,20 +19,6 @@ from helpers.report_tables import (
 from llmenergy import report
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "reports" / "report.html.j2"
-PROVENANCE = {
-    "commit": "0" * 40,
-    "config_hash": "1" * 64,
-    "packages": {"polars": pl.__version__},
-    "hardware": {"cpu": "test"},
-    "energy_sources": ["nvml:total_energy_consumption"],
-    "watts_per_core": 10.0,
-    "idle": "not measured",
-    "models": [],
-    "datasets": [],
-    "babble_threshold": 0.2,
-    "ignore_eos": False,
-    "tasks": [{"workload": "he", "dataset": "humaneval", "how": "the first 3 tasks"}],
-}
 
 
 def render(frames: dict[str, pl.DataFrame]) -> str:

@@ -15,6 +15,22 @@ import polars as pl
 
 from llmenergy import report
 
+# A stand-in for provenance.collect, for tests that render the report.
+PROVENANCE = {
+    "commit": "0" * 40,
+    "config_hash": "1" * 64,
+    "packages": {"polars": pl.__version__},
+    "hardware": {"cpu": "test"},
+    "energy_sources": ["nvml:total_energy_consumption"],
+    "watts_per_core": 10.0,
+    "idle": "not measured",
+    "models": [],
+    "datasets": [],
+    "babble_threshold": 0.2,
+    "ignore_eos": False,
+    "tasks": [{"workload": "he", "dataset": "humaneval", "how": "the first 3 tasks"}],
+}
+
 RUN = ["model", "workload", "strategy"]
 
 # Aggregated table (its Parquet's name) -> the report's tables of it: id -> columns, in order.
