@@ -24,7 +24,9 @@ rule aggregate:
     log:
         "logs/aggregate.log",
     params:
-        babble_threshold=config["babble"]["threshold"],
+        babble=config["babble"],
+        eos_ignored=config["generation"]["ignore_eos"],
+        task_choice=claims.task_choice(config["workloads"]),
         analysis=config.get("analysis", {}),
         runs=RUNS,  # the keys of each tokens file, in the same order
         workload_kinds=workload_kinds(),

@@ -26,6 +26,8 @@ configuration.load_strategies(config)
 configuration.check_strategies(config)
 
 REPO = Path(workflow.basedir)
+# The study's claims, checked against their schema before any job runs.
+CLAIMS = claims.load(REPO / "config" / "claims.yaml")
 MODELS = list(config["models"])
 # Models whose outputs are scored and analysed for babbling (not random-weight ones).
 EVALUATED_MODELS = configuration.evaluated_models(config)

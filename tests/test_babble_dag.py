@@ -67,6 +67,9 @@ def test_syntax_and_oracle_cut_every_babble_and_keep_accuracy(workdir: Path):
             assert not any(b.strip() in completion for b in BABBLE)
     babble = pl.read_parquet(aggregated / "babble.parquet").row(0, named=True)
     assert babble["complete_syntax"] == TASKS and babble["complete_tests"] == TASKS
-    assert babble["babble_ratio_syntax"] > 0 and babble["babbles"]
+    # Babble by our syntax measure; the replayed outputs end before the 512-token cap, so not
+    # in the study's sense (running to the cap).
+    assert babble["babble_ratio_syntax"] > 0 and babble["babbles_syntax"]
+    assert (babble["at_cap"], babble["babbles"]) == (0, False)
     html = (workdir / "results/report/report.html").read_text()
     assert 'id="savings-table"' in html

@@ -148,7 +148,12 @@ def with_check_energy(tasks: pl.LazyFrame) -> pl.LazyFrame:
     ran_checks = pl.col("check_s").is_not_null()
     covered = pl.col("energy_covers_cpu").fill_null(False)
     checks = pl.when(covered | ~ran_checks).then(pl.lit(0.0)).otherwise(pl.col("check_energy_j"))
-    return tasks.with_columns(energy_with_checks_j=pl.col("total_energy_j") + checks)
+    return tasks.with_columns(
+        energy_with_checks_j=pl.col("total_energy_j") + checks,
+        above_idle_with_checks_j=pl.col("total_above_idle_j") + checks,
+        decode_with_checks_j=pl.col("decode_energy_j") + checks,
+        decode_above_idle_with_checks_j=pl.col("decode_above_idle_j") + checks,
+    )
 
 
 PAIR = ["model", "workload", "rep", "task_id"]
@@ -164,7 +169,9 @@ def paired(tasks: pl.LazyFrame) -> pl.DataFrame:
     base = tasks.filter(pl.col("strategy") == "none").select(
         *PAIR,
         base_energy_j=pl.col("total_energy_j"),
+        base_above_idle_j=pl.col("total_above_idle_j"),
         base_decode_energy_j=pl.col("decode_energy_j"),
+        base_decode_above_idle_j=pl.col("decode_above_idle_j"),
         base_decode_tokens=pl.col("decode_tokens"),
         base_tokens=pl.col("output_tokens"),
         base_task_s=pl.col("task_s"),
@@ -209,6 +216,26 @@ PAIRED_STATISTICS: list[tuple[str, tuple[str, ...], Callable[[np.ndarray], np.nd
         ("decode_energy_j", "decode_tokens", "base_decode_energy_j", "base_decode_tokens"),
         _per_token_change,
     ),
+    # The oracle's whole extra energy per decoded token: its decode energy and its checks'.
+    (
+        "extra_j_per_token",
+        ("decode_with_checks_j", "decode_tokens", "base_decode_energy_j", "base_decode_tokens"),
+        _per_token_change,
+    ),
+]
+# The same, above idle: points beside the gross figures the claims are judged on.
+ABOVE_IDLE_STATISTICS: list[tuple[str, tuple[str, ...], Callable[[np.ndarray], np.ndarray]]] = [
+    ("energy_saved_above_idle", ("above_idle_with_checks_j", "base_above_idle_j"), _saved),
+    (
+        "extra_j_per_token_above_idle",
+        (
+            "decode_above_idle_with_checks_j",
+            "decode_tokens",
+            "base_decode_above_idle_j",
+            "base_decode_tokens",
+        ),
+        _per_token_change,
+    ),
 ]
 
 
@@ -228,6 +255,11 @@ def paired_intervals(
             interval.low,
             interval.high,
         )
+    for name, columns, statistic in ABOVE_IDLE_STATISTICS:
+        sums = group.drop_nulls(list(columns)).select(pl.col(list(columns)).cast(pl.Float64))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            point = float(statistic(sums.sum().to_numpy()[0])) if sums.height else None
+        out[name] = point if point is not None and np.isfinite(point) else None
     return out
 
 
@@ -280,25 +312,47 @@ def savings(tasks: pl.LazyFrame, resamples: int = stats.DEFAULT_RESAMPLES) -> pl
     schema = {k: pl.String() for k in KEYS}
     for name, *_ in PAIRED_STATISTICS:
         schema.update({name: pl.Float64(), f"{name}_lo": pl.Float64(), f"{name}_hi": pl.Float64()})
+    schema.update({name: pl.Float64() for name, *_ in ABOVE_IDLE_STATISTICS})
     bounds_frame = pl.DataFrame(bounds, schema=schema, orient="row")
     return table.join(bounds_frame, on=KEYS, how="left").sort(KEYS)
 
 
-def babbling(metrics: pl.LazyFrame, threshold: float) -> pl.DataFrame:
-    """Per model and workload: mean babble ratio by each rule, and whether the model babbles
-    (mean ratio by the syntax rule at or above `threshold`)."""
+def babbling(
+    metrics: pl.LazyFrame,
+    stops: pl.LazyFrame,
+    cap_share: float,
+    threshold: float,
+    eos_ignored: bool = False,
+) -> pl.DataFrame:
+    """Per model and workload: whether the model babbles in the study's sense (at least
+    `cap_share` of its unsuppressed outputs run to the token cap instead of ending), and by
+    our finer measure (its mean babble ratio by the syntax rule at or above `threshold`,
+    `babbles_syntax`), with the mean babble ratio by each rule. `stops` holds each output's
+    `stop_reason`; where every output was made to run to the cap (`eos_ignored`), the study's
+    measure is null."""
+    keys = ["model", "workload", "rep", "task_id"]
+    ends = stops.filter(pl.col("strategy") == "none").select(*keys, "stop_reason")
+    at_cap = pl.col("stop_reason") == "max_tokens"
     return (
-        metrics.sort(["model", "workload", "strategy", "rep", "task_id"])
+        metrics.join(ends, on=keys, how="left")
+        .sort(["model", "workload", "strategy", "rep", "task_id"])
         .group_by(["model", "workload"], maintain_order=True)
         .agg(
             outputs=pl.len(),
+            at_cap=at_cap.sum(),
+            at_cap_share=at_cap.mean(),
             complete_syntax=pl.col("answer_tokens_syntax").is_not_null().sum(),
             complete_tests=pl.col("answer_tokens_tests").is_not_null().sum(),
             babble_tokens_syntax_mean=pl.col("babble_tokens_syntax").mean(),
             babble_ratio_syntax=pl.col("babble_ratio_syntax").mean(),
             babble_ratio_tests=pl.col("babble_ratio_tests").mean(),
         )
-        .with_columns(babbles=pl.col("babble_ratio_syntax").fill_null(0.0) >= threshold)
+        .with_columns(
+            babbles=pl.when(pl.lit(eos_ignored) | pl.col("at_cap_share").is_null())
+            .then(None)
+            .otherwise(pl.col("at_cap_share") >= cap_share),
+            babbles_syntax=pl.col("babble_ratio_syntax").fill_null(0.0) >= threshold,
+        )
         .sort(["model", "workload"])
         .collect()
     )

@@ -1,30 +1,51 @@
-"""The study's claims against our numbers: each claim's value here, its interval, a verdict.
+"""The study's claims against our numbers: each claim's value here, per model, and a verdict.
 
-Claims are data (config/claims.yaml); each names a metric, computed here from the aggregated
-tables in the claim's unit (percentages as %), with its 95% interval where it has one. The
-verdict is a level (`level`): `reproduces` when our interval meets the study's range, `same
-direction` when it lies inside the range where the claim's statement is true, `contradicts`
-when it lies outside it, and `not measurable here` with the reason (a workload or strategy
-that was not run, no babbling model, an interval that spans the claim's boundary). An energy
-claim on estimated energy is at most `same direction (estimated)`.
+Claims are data (config/claims.yaml, checked against config/claims.schema.yaml); each names a
+metric, computed here from the aggregated tables in the claim's unit (percentages as %). A
+metric gives one value per model (or per model and workload) with its 95% interval, or one
+value for all models together (a count, with its exact binomial interval). Each value gets a
+level (`level`), the sign settled first:
+
+- `contradicts`: the interval lies wholly outside the range where the claim's statement is
+  true (its `direction`);
+- `same direction`: it lies wholly inside that range;
+- `reproduces`: it lies wholly inside that range and also meets the study's own range;
+- `undecided`, with the reason: anything else (the interval spans the claim's boundary; no
+  interval, too few tasks);
+- `not measurable here`, with the reason: no value at all.
+
+The claim's level over its values follows its `over_models` rule (`weakest`: the weakest
+level of any model). On estimated energy an energy claim that would be at least `same
+direction` is `same direction (estimated)`; `contradicts` becomes `contradicts (estimated)`;
+`undecided` stays. The rule is written once, as a table, in docs/design.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import polars as pl
+import yaml
 
 REPRODUCES, SAME_DIRECTION, CONTRADICTS = "reproduces", "same direction", "contradicts"
+UNDECIDED = "undecided"
 UNMEASURABLE = "not measurable here"
 ESTIMATED = " (estimated)"
-LEVELS = (REPRODUCES, SAME_DIRECTION, CONTRADICTS, UNMEASURABLE)
+BY_CONSTRUCTION = " (by construction)"
+LEVELS = (REPRODUCES, SAME_DIRECTION, UNDECIDED, CONTRADICTS, UNMEASURABLE)
+# From the weakest to the strongest support of a claim.
+STRENGTH = {CONTRADICTS: 0, UNDECIDED: 1, SAME_DIRECTION: 2, REPRODUCES: 3}
 # The suppression claims are judged on the test oracle, the method the study's authors
 # describe in their follow-up; these deployable strategies are shown beside it.
 JUDGED_STRATEGY = "oracle"
 ALTERNATIVES = ("stopwords", "syntax")
+GROSS = "gross"
+MIN_TASKS = 2
 
 Range = tuple[float | None, float | None]
 
@@ -37,6 +58,8 @@ class Tables:
     amplification: pl.DataFrame
     workload_kinds: dict[str, str]  # workload -> humaneval | cu | cu-long | other
     model_kinds: dict[str, str] | None = None  # model -> its source kind
+    # workload -> how its tasks were chosen, where a config chose them by a model's outcome
+    task_choice: dict[str, str] = field(default_factory=dict)
 
     def text_models(self) -> list[str] | None:
         """Models whose text means something (not random weights); None: all of them."""
@@ -47,15 +70,28 @@ class Tables:
 
 OUTPUT_BASIS = "from the models' outputs and the tasks' tests"
 RANDOM_TEXT = "only random-weight models ran: their text is noise, so babbling is not measured"
+NO_IDLE = "not known (the meter has no idle power)"
 
 
 @dataclass(frozen=True)
 class Value:
+    """One model's value (or all models' together) in the claim's unit, its interval, and the
+    same figure above idle where the claim rests on energy (`above_idle`, a point)."""
+
     value: float | None
     low: float | None = None
     high: float | None = None
     detail: str = ""
     missing: str | None = None  # why it cannot be measured here
+    of: str = ""  # the model (and workload) the value is of; "" for all models
+    exact: bool = False  # a count, not an estimate: a point needs no interval
+    above_idle: float | None = None
+    workloads: tuple[str, ...] = ()  # the workloads it rests on
+    tasks: int | None = None  # how many tasks it rests on, where the table says
+
+
+def _missing(reason: str) -> list[Value]:
+    return [Value(None, missing=reason)]
 
 
 def _pct(value: float | None) -> float | None:
@@ -71,55 +107,66 @@ def _pct_text(row: dict[str, Any], column: str) -> str:
     return text + (f" [{100 * low:.1f}, {100 * high:.1f}]" if low is not None else "")
 
 
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
 def _baseline_rows(tables: Tables, kind: str) -> pl.DataFrame:
     workloads = [w for w, k in tables.workload_kinds.items() if k == kind]
     return tables.summary.filter(
         (pl.col("strategy") == "none")
         & pl.col("workload").is_in(workloads)
         & pl.col("prefill_share").is_not_null()
-    )
+    ).sort("model", "workload")
 
 
-def _extreme_share(tables: Tables, kind: str, largest: bool) -> Value:
+def _shares(tables: Tables, kind: str) -> list[Value]:
     rows = _baseline_rows(tables, kind)
     if rows.is_empty():
-        return Value(None, missing=f"no {kind} workload with measured energy was run")
-    row = rows.sort("prefill_share", "model", "workload", descending=[largest, False, False]).row(
-        0, named=True
-    )
-    return Value(
-        _pct(row["prefill_share"]),
-        _pct(row.get("prefill_share_lo")),
-        _pct(row.get("prefill_share_hi")),
-        f"{row['model']} on {row['workload']}",
-    )
+        return _missing(f"no {kind} workload with measured energy was run")
+    return [
+        Value(
+            _pct(row["prefill_share"]),
+            _pct(row.get("prefill_share_lo")),
+            _pct(row.get("prefill_share_hi")),
+            of=f"{row['model']} on {row['workload']}",
+            above_idle=_pct(
+                _ratio(row.get("prefill_above_idle_j_mean"), row.get("total_above_idle_j_mean"))
+            ),
+            workloads=(row["workload"],),
+            tasks=row.get("energy_tasks"),
+        )
+        for row in rows.iter_rows(named=True)
+    ]
 
 
-def prefill_share_humaneval(tables: Tables) -> Value:
-    return _extreme_share(tables, "humaneval", largest=True)
+def prefill_share_humaneval(tables: Tables) -> list[Value]:
+    return _shares(tables, "humaneval")
 
 
-def prefill_share_cu(tables: Tables) -> Value:
-    return _extreme_share(tables, "cu", largest=False)
+def prefill_share_cu(tables: Tables) -> list[Value]:
+    return _shares(tables, "cu")
 
 
-def amplification_pct(tables: Tables) -> Value:
-    rows = tables.amplification.filter(pl.col("amplification_pct").is_not_null())
+def amplification_pct(tables: Tables) -> list[Value]:
+    rows = tables.amplification.filter(pl.col("amplification_pct").is_not_null()).sort("model")
     if rows.is_empty():
         notes = tables.amplification["note"].drop_nulls().unique().sort().to_list()
-        return Value(
-            None,
-            missing="; ".join(notes) or "needs workloads of different prompt lengths per model",
+        return _missing("; ".join(notes) or "needs workloads of different prompt lengths per model")
+    return [
+        Value(
+            row["amplification_pct"],
+            row["amplification_pct_lo"],
+            row["amplification_pct_hi"],
+            detail=f"{row['long_workload']} against {row['short_workload']}",
+            of=row["model"],
+            above_idle=row.get("amplification_above_idle_pct"),
+            workloads=(row["short_workload"], row["long_workload"]),
         )
-    row = rows.sort("amplification_pct", "model").row(0, named=True)
-    values = rows["amplification_pct"]
-    return Value(
-        row["amplification_pct"],
-        row["amplification_pct_lo"],
-        row["amplification_pct_hi"],
-        detail=f"{row['model']}, {row['long_workload']} against {row['short_workload']}; range "
-        f"{values.min():.1f}% to {values.max():.1f}% over {rows.height} model(s)",
-    )
+        for row in rows.iter_rows(named=True)
+    ]
 
 
 def _humaneval_babbling(tables: Tables) -> pl.DataFrame:
@@ -129,23 +176,58 @@ def _humaneval_babbling(tables: Tables) -> pl.DataFrame:
     return rows if models is None else rows.filter(pl.col("model").is_in(models))
 
 
-def babbling_share(tables: Tables) -> Value:
-    rows = _humaneval_babbling(tables)
+def binomial_interval(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a binomial share: every share whose test of
+    the count observed does not reject it at 1 - level, two-sided."""
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"{successes} successes in {trials} trials")
+    tail = (1.0 - level) / 2.0
+
+    def at_most(k: int, p: float) -> float:
+        return sum(math.comb(trials, i) * p**i * (1 - p) ** (trials - i) for i in range(k + 1))
+
+    def solve(f: Callable[[float], float]) -> float:
+        low, high = 0.0, 1.0  # f falls from >= 0 to <= 0 over [0, 1]
+        for _ in range(60):
+            middle = (low + high) / 2
+            low, high = (middle, high) if f(middle) > 0 else (low, middle)
+        return (low + high) / 2
+
+    lower = 0.0 if successes == 0 else solve(lambda p: tail - (1 - at_most(successes - 1, p)))
+    upper = 1.0 if successes == trials else solve(lambda p: at_most(successes, p) - tail)
+    return lower, upper
+
+
+def babbling_share(tables: Tables) -> list[Value]:
+    rows = _humaneval_babbling(tables).filter(pl.col("babbles").is_not_null())
     if rows.is_empty():
         if tables.text_models() == []:
-            return Value(None, missing=RANDOM_TEXT)
-        return Value(None, missing="no HumanEval workload was run")
-    per_model = rows.group_by("model").agg(pl.col("babbles").any())
-    babblers = per_model.filter(pl.col("babbles"))["model"].sort().to_list()
-    return Value(
-        100.0 * len(babblers) / per_model.height,
-        detail=f"{len(babblers)} of {per_model.height}: {', '.join(babblers) or 'none'}",
+            return _missing(RANDOM_TEXT)
+        if not _humaneval_babbling(tables).is_empty():
+            return _missing("babbling by the token cap is not measurable with ignore_eos")
+        return _missing("no HumanEval workload was run")
+    per_model = rows.group_by("model").agg(
+        pl.col("babbles").any(), pl.col("babbles_syntax").fill_null(False).any()
     )
+    babblers = per_model.filter(pl.col("babbles"))["model"].sort().to_list()
+    ours = per_model.filter(pl.col("babbles_syntax"))["model"].sort().to_list()
+    low, high = binomial_interval(len(babblers), per_model.height)
+    return [
+        Value(
+            100.0 * len(babblers) / per_model.height,
+            100.0 * low,
+            100.0 * high,
+            detail=f"{len(babblers)} of {per_model.height} run to the token cap: "
+            f"{', '.join(babblers) or 'none'}; by our syntax ratio: "
+            f"{', '.join(ours) or 'none'}",
+            exact=True,
+        )
+    ]
 
 
 def _babbling_savings(tables: Tables) -> tuple[pl.DataFrame, str | None]:
     """Savings rows of the models that babble on HumanEval, or why there are none."""
-    babblers = _humaneval_babbling(tables).filter(pl.col("babbles"))
+    babblers = _humaneval_babbling(tables).filter(pl.col("babbles").fill_null(False))
     rows = tables.savings.join(babblers.select("model", "workload"), on=["model", "workload"])
     if tables.savings.is_empty():
         return rows, "no suppression strategy was run"
@@ -168,38 +250,43 @@ def _alternatives(rows: pl.DataFrame, model: str, workload: str, describe) -> st
         .sort("strategy")
         .iter_rows(named=True)
     ]
-    return ("; " + "; ".join(parts)) if parts else ""
+    return "; ".join(parts)
 
 
-def energy_saved_babbling(tables: Tables) -> Value:
+def energy_saved_babbling(tables: Tables) -> list[Value]:
     rows, missing = _babbling_savings(tables)
     if missing:
-        return Value(None, missing=missing)
+        return _missing(missing)
     judged = rows.filter(
         (pl.col("strategy") == JUDGED_STRATEGY) & pl.col("energy_saved").is_not_null()
-    )
+    ).sort("model", "workload")
     if judged.is_empty():
-        return Value(None, missing="no measured or estimated energy (replayed outputs)")
-    row = judged.sort("energy_saved", "model", "workload").row(0, named=True)
-    return Value(
-        _pct(row["energy_saved"]),
-        _pct(row["energy_saved_lo"]),
-        _pct(row["energy_saved_hi"]),
-        detail=f"{row['model']} on {row['workload']} with the {JUDGED_STRATEGY}"
-        + _alternatives(
-            rows, row["model"], row["workload"], lambda r: _pct_text(r, "energy_saved")
-        ),
-    )
+        return _missing("no measured or estimated energy (replayed outputs)")
+    return [
+        Value(
+            _pct(row["energy_saved"]),
+            _pct(row["energy_saved_lo"]),
+            _pct(row["energy_saved_hi"]),
+            detail=_alternatives(
+                rows, row["model"], row["workload"], lambda r: _pct_text(r, "energy_saved")
+            ),
+            of=f"{row['model']} on {row['workload']}",
+            above_idle=_pct(row.get("energy_saved_above_idle")),
+            workloads=(row["workload"],),
+            tasks=row.get("energy_tasks"),
+        )
+        for row in judged.iter_rows(named=True)
+    ]
 
 
-def flips(tables: Tables) -> Value:
+def flips(tables: Tables) -> list[Value]:
     rows, missing = _babbling_savings(tables)
     if missing:
-        return Value(None, missing=missing)
+        return _missing(missing)
     judged = rows.filter(pl.col("strategy") == JUDGED_STRATEGY)
     pairs = int(judged["flip_pairs"].sum())
     if pairs == 0:
-        return Value(None, missing="no task was scored pass/fail both with and without the oracle")
+        return _missing("no task was scored pass/fail both with and without the oracle")
     others = rows.filter(pl.col("strategy").is_in(ALTERNATIVES))
     beside = "; ".join(
         f"{r['strategy']}: {r['flips']} of {r['flip_pairs']}"
@@ -209,34 +296,49 @@ def flips(tables: Tables) -> Value:
         .iter_rows(named=True)
     )
     unscored = int(judged["unscored"].sum())
-    return Value(
-        float(judged["flips"].sum()),
-        detail=f"of {pairs} task(s) scored both ways"
-        + (f", {unscored} unscored" if unscored else "")
-        + (f"; {beside}" if beside else ""),
-    )
+    return [
+        Value(
+            float(judged["flips"].sum()),
+            detail=f"of {pairs} task(s) scored both ways"
+            + (f", {unscored} unscored" if unscored else "")
+            + (f"; {beside}" if beside else ""),
+            exact=True,
+            workloads=tuple(sorted(set(judged["workload"].to_list()))),
+        )
+    ]
 
 
-def oracle_overhead(tables: Tables) -> Value:
+def oracle_overhead(tables: Tables) -> list[Value]:
+    """The whole extra energy per decoded token under the oracle: the change of decode
+    J/token and the checks' own energy per token, judged as their sum."""
     rows = tables.savings.filter(
-        (pl.col("strategy") == JUDGED_STRATEGY) & pl.col("decode_j_per_token_change").is_not_null()
-    )
+        (pl.col("strategy") == JUDGED_STRATEGY) & pl.col("extra_j_per_token").is_not_null()
+    ).sort("model", "workload")
     if rows.is_empty():
-        return Value(None, missing="the oracle strategy was not run with energy")
-    row = rows.sort("decode_j_per_token_change", "model", descending=[True, False]).row(
-        0, named=True
-    )
-    checks = row.get("check_share_of_decode")
-    return Value(
-        _pct(row["decode_j_per_token_change"]),
-        _pct(row["decode_j_per_token_change_lo"]),
-        _pct(row["decode_j_per_token_change_hi"]),
-        detail=f"{row['model']} on {row['workload']}; the checks' own energy: "
-        + ("not known" if checks is None else f"{100 * checks:.1f}% of decode energy"),
-    )
+        return _missing("the oracle strategy was not run with energy")
+    values = []
+    for row in rows.iter_rows(named=True):
+        decode, whole = row["decode_j_per_token_change"], row["extra_j_per_token"]
+        checks = None if decode is None else whole - decode
+        values.append(
+            Value(
+                _pct(whole),
+                _pct(row["extra_j_per_token_lo"]),
+                _pct(row["extra_j_per_token_hi"]),
+                detail="decode J/token "
+                + ("not known" if decode is None else f"{100 * decode:+.1f}%")
+                + ", checks "
+                + ("not known" if checks is None else f"{100 * checks:+.1f}%"),
+                of=f"{row['model']} on {row['workload']}",
+                above_idle=_pct(row.get("extra_j_per_token_above_idle")),
+                workloads=(row["workload"],),
+                tasks=row.get("energy_tasks"),
+            )
+        )
+    return values
 
 
-METRICS: dict[str, Callable[[Tables], Value]] = {
+METRICS: dict[str, Callable[[Tables], list[Value]]] = {
     f.__name__: f
     for f in (
         prefill_share_humaneval,
@@ -262,29 +364,42 @@ def _inside(interval: Range, other: Range) -> bool:
 
 
 def level(value: Value, study_range: Range, direction: Range) -> tuple[str, str | None]:
-    """The verdict for our value and its interval (a point where there is none), and why
-    it cannot be measured where it cannot."""
+    """The level of one value and why, where that needs saying: the sign first (inside the
+    claim's direction, outside it, or across its boundary), then the study's range."""
     if value.value is None:
         return UNMEASURABLE, value.missing
-    ours = (
-        value.low if value.low is not None else value.value,
-        value.high if value.high is not None else value.value,
-    )
-    if _meets(ours, study_range):
-        return REPRODUCES, None
+    if not value.exact and value.tasks is not None and value.tasks < MIN_TASKS:
+        # The bootstrap of one task has no width: it says nothing of the spread.
+        return UNDECIDED, f"{value.tasks} task(s): too few for an interval"
+    if value.low is None or value.high is None:
+        if not value.exact:
+            return UNDECIDED, "no interval: too few tasks"
+        ours: Range = (value.value, value.value)
+    else:
+        ours = (value.low, value.high)
     if _inside(ours, direction):
-        return SAME_DIRECTION, None
+        return (REPRODUCES if _meets(ours, study_range) else SAME_DIRECTION), None
     if not _meets(ours, direction):
         return CONTRADICTS, None
-    return UNMEASURABLE, (
-        f"our interval [{ours[0]:.3g}, {ours[1]:.3g}] spans the claim's boundary: "
+    return UNDECIDED, (
+        f"the interval [{ours[0]:.3g}, {ours[1]:.3g}] spans the claim's boundary: "
         "more tasks or repetitions would decide"
     )
 
 
+def combine(levels: Sequence[str], rule: str = "weakest") -> str:
+    """The claim's level over its models' levels; models that could not be measured are
+    left out (all of them: not measurable)."""
+    if rule != "weakest":
+        raise ValueError(f"claims: unknown over_models rule {rule!r}")
+    known = [lv for lv in levels if lv in STRENGTH]
+    return min(known, key=STRENGTH.__getitem__) if known else UNMEASURABLE
+
+
 def capped(verdict: str, estimated: bool) -> str:
-    """On estimated energy a claim can at most point the same way, never reproduce."""
-    if not estimated or verdict == UNMEASURABLE:
+    """On estimated energy a claim can at most point the same way, never reproduce; what is
+    undecided or not measurable stays so."""
+    if not estimated or verdict in (UNDECIDED, UNMEASURABLE):
         return verdict
     return (CONTRADICTS if verdict == CONTRADICTS else SAME_DIRECTION) + ESTIMATED
 
@@ -304,45 +419,166 @@ SCHEMA = {
     "value": pl.Float64(),
     "value_lo": pl.Float64(),
     "value_hi": pl.Float64(),
+    "range_low": pl.Float64(),
+    "range_high": pl.Float64(),
+    "models": pl.Int64(),
+    "reproduce": pl.Int64(),
+    "agree": pl.Int64(),
+    "undecided": pl.Int64(),
+    "contradict": pl.Int64(),
+    "energy": pl.String(),
+    "above_idle": pl.String(),
     "study_low": pl.Float64(),
     "study_high": pl.Float64(),
     "detail": pl.String(),
+    "per_model": pl.String(),
     "verdict": pl.String(),
     "why": pl.String(),
 }
 
 
+def _interval_text(value: Value) -> str:
+    text = f"{value.value:.1f}"
+    if value.low is not None and value.high is not None:
+        text += f" [{value.low:.1f}, {value.high:.1f}]"
+    return text
+
+
+def _per_model_text(judged: list[tuple[Value, str]]) -> str:
+    return "; ".join(
+        f"{v.of}: {_interval_text(v)} {lv}" for v, lv in judged if v.of and v.value is not None
+    )
+
+
+def _above_idle_text(values: list[Value], on_energy: bool, estimated: bool) -> str | None:
+    if not on_energy:
+        return None
+    if estimated and all(v.above_idle is None for v in values):
+        return NO_IDLE
+    parts = [
+        f"{v.of + ': ' if v.of else ''}"
+        + ("not known" if v.above_idle is None else f"{v.above_idle:.1f}")
+        for v in values
+        if v.value is not None
+    ]
+    return "; ".join(parts) or None
+
+
+def _task_choice(values: list[Value], tables: Tables) -> str:
+    """Where the tasks a claim rests on were chosen by a model's outcome: say so."""
+    chosen = sorted({w for v in values for w in v.workloads if w in tables.task_choice})
+    return "; ".join(f"tasks of {w} {tables.task_choice[w]}" for w in chosen)
+
+
+def judge(
+    claim: dict[str, Any], values: list[Value], estimated: bool
+) -> tuple[dict[str, Any], Value, list[tuple[Value, str]]]:
+    """The claim's row fields from its values: each value's level, the counts, the claim's
+    level by its rule, and the value that decided it."""
+    study_range, direction = _range(claim, "study_range"), _range(claim, "direction")
+    on_energy = claim.get("basis", "energy") == "energy"
+    judged = []
+    for value in values:
+        lv, why = level(value, study_range, direction)
+        judged.append((replace(value, missing=why), lv))
+    verdict = combine([lv for _, lv in judged], claim.get("over_models", "weakest"))
+    deciding = next(
+        (v for v, lv in judged if lv == verdict),
+        judged[0][0] if judged else Value(None),
+    )
+    measured = [v.value for v, lv in judged if v.value is not None]
+    count = {lv: sum(1 for _, x in judged if x == lv) for lv in LEVELS}
+    fields = {
+        "value": deciding.value,
+        "value_lo": deciding.low,
+        "value_hi": deciding.high,
+        "range_low": min(measured) if measured else None,
+        "range_high": max(measured) if measured else None,
+        "models": len(measured),
+        "reproduce": count[REPRODUCES],
+        "agree": count[SAME_DIRECTION],
+        "undecided": count[UNDECIDED],
+        "contradict": count[CONTRADICTS],
+        "energy": GROSS if on_energy else None,
+        "verdict": capped(verdict, estimated and on_energy),
+        "why": deciding.missing,
+    }
+    reason = claim.get("by_construction")
+    if reason and verdict in (REPRODUCES, SAME_DIRECTION):
+        fields["verdict"] += BY_CONSTRUCTION
+        fields["why"] = reason
+    elif reason and verdict == CONTRADICTS:
+        fields["why"] = f"a defect, not a finding: {reason}"
+    return fields, deciding, judged
+
+
 def evaluate(
     claims: list[dict[str, Any]], tables: Tables, basis: str, estimated: bool
 ) -> pl.DataFrame:
-    """One row per claim: the study's value and range, ours with its interval, the verdict and
-    why. `basis` says what energy claims rest on, `estimated` whether that is an estimate;
-    output claims rest on the models' outputs."""
+    """One row per claim: the study's value and range, ours (the value that decided the
+    verdict, its interval, the range over models and how many models reached each level),
+    the verdict and why. `basis` says what energy claims rest on, `estimated` whether that is
+    an estimate; output claims rest on the models' outputs."""
     rows = []
     for claim in claims:
         if claim["metric"] not in METRICS:
             raise KeyError(f"claims: {claim['id']} names unknown metric {claim['metric']!r}")
-        value = METRICS[claim["metric"]](tables)
-        study_range = _range(claim, "study_range")
-        verdict, reason = level(value, study_range, _range(claim, "direction"))
+        values = METRICS[claim["metric"]](tables)
+        fields, deciding, judged = judge(claim, values, estimated)
         on_energy = claim.get("basis", "energy") == "energy"
+        study_range = _range(claim, "study_range")
+        details = [
+            part
+            for part in (
+                deciding.of,
+                deciding.detail,
+                _task_choice(values, tables),
+            )
+            if part
+        ]
         rows.append(
             {
                 "id": claim["id"],
                 "claim": claim["claim"],
                 "study": claim["study"],
                 "unit": claim["unit"],
-                "value": value.value,
-                "value_lo": value.low,
-                "value_hi": value.high,
+                **fields,
+                "above_idle": _above_idle_text(values, on_energy, estimated),
                 "study_low": study_range[0],
                 "study_high": study_range[1],
-                "detail": value.detail,
-                "verdict": capped(verdict, estimated and on_energy),
-                "why": reason or (basis if on_energy else OUTPUT_BASIS),
+                "detail": "; ".join(details),
+                "per_model": _per_model_text(judged) or None,
+                "why": "; ".join(
+                    p
+                    for p in (
+                        fields["why"],
+                        (f"{basis}, {GROSS}") if on_energy else OUTPUT_BASIS,
+                    )
+                    if p
+                ),
             }
         )
     return pl.DataFrame(rows, schema=SCHEMA, orient="row")
+
+
+def load(path: str | Path, schema: str | Path | None = None) -> list[dict[str, Any]]:
+    """The claims of a claims file, checked against its schema (claims.schema.yaml beside
+    it), so a typo stops the run before the first job; the error names the claim and key."""
+    path = Path(path)
+    schema_path = Path(schema) if schema else path.with_name("claims.schema.yaml")
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        jsonschema.validate(document, yaml.safe_load(schema_path.read_text(encoding="utf-8")))
+    except jsonschema.ValidationError as error:
+        where = "/".join(str(p) for p in error.absolute_path)
+        if len(error.absolute_path) >= 2 and isinstance(document, dict):
+            entry = document["claims"][error.absolute_path[1]]
+            where += f" (claim {entry.get('id', '?')})" if isinstance(entry, dict) else ""
+        raise ValueError(f"{path}: {where or 'top'}: {error.message}") from None
+    unknown = sorted({c["metric"] for c in document["claims"]} - set(METRICS))
+    if unknown:
+        raise ValueError(f"{path}: metric(s) {', '.join(unknown)} not in llmenergy.claims")
+    return document["claims"]
 
 
 def is_estimated(summary: pl.DataFrame) -> bool:
@@ -372,3 +608,12 @@ def workload_kind(spec: dict[str, Any], dataset_format: str) -> str:
     if dataset_format.startswith("longbench"):
         return "cu" if spec["max_new_tokens"] <= 16 else "cu-long"
     return "other"
+
+
+def task_choice(workloads: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Each workload whose task ids a config chose by what a model did on them, and how."""
+    return {
+        name: f"chosen by a model's outcome ({spec['selected_by']})"
+        for name, spec in workloads.items()
+        if spec.get("selected_by")
+    }

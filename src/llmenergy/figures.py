@@ -197,8 +197,9 @@ ATTENTION_COLOURS = {"multi-head": "#C44E52", "grouped-query": "#4C72B0", "multi
 
 
 def amplification_vs_kv_cache(shapes: pl.DataFrame, out_png: str | Path) -> None:
-    """Amplification of decode J/token (shortest to longest prompt) against KV-cache bytes per
-    token, one point per model, coloured by attention kind (architectures.energy_by_shape)."""
+    """Amplification of decode J/token (the amplification pair, short to long workload) against
+    KV-cache bytes per token, one point per model, coloured by attention kind
+    (architectures.energy_by_shape)."""
     rows = [
         row
         for row in shapes.iter_rows(named=True)
@@ -228,7 +229,7 @@ def amplification_vs_kv_cache(shapes: pl.DataFrame, out_png: str | Path) -> None
         widths = {row["dtype_bytes"] for row in rows}
         width = f", {8 * widths.pop()}-bit values" if len(widths) == 1 else ""
         ax.set_xlabel(f"KV-cache bytes per token (KiB{width})")
-        ax.set_ylabel("Decode J/token, longest vs shortest prompt (%)")
+        ax.set_ylabel("Decode J/token, long vs short workload of the pair (%)")
         estimated = any(row["energy_measured"] is not True for row in rows)
         title = "Decode energy per token amplified by long prompts"
         ax.set_title(title + (" (estimated energy)" if estimated else ""))

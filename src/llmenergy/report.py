@@ -141,6 +141,13 @@ SAVINGS_TABLES: list[Table] = [
                 interval=True,
                 percent=True,
             ),
+            Column(
+                "extra_j_per_token",
+                "Extra energy per token",
+                "% change, decode and checks",
+                interval=True,
+                percent=True,
+            ),
             Column("check_s_mean", "Check time", "s/task, overlapping decode"),
             Column("check_energy_j_mean", "Check energy", "J/task"),
             Column("check_share_of_decode", "Check energy", "% of decode", percent=True),
@@ -169,18 +176,35 @@ CLAIM_TABLES: list[Table] = [
         [
             Column("claim", "Claim"),
             Column("study", "Study"),
-            Column("value", "Ours", "95% CI", interval=True),
+            Column("value", "Ours", "the deciding model, 95% CI", interval=True),
             Column("unit", "Measured as"),
             Column("detail", "Where"),
             Column("verdict", "Verdict"),
             Column("why", "Basis"),
         ],
     ),
+    Table(
+        "claims-models-table",
+        "Every model, and the energy above idle",
+        [
+            Column("id", "Claim"),
+            Column("models", "Models"),
+            Column("reproduce", "Reproduce", "models"),
+            Column("agree", "Same direction", "models"),
+            Column("undecided", "Undecided", "models"),
+            Column("contradict", "Contradict", "models"),
+            Column("range_low", "Lowest"),
+            Column("range_high", "Highest"),
+            Column("per_model", "Each model", "value [95% CI] level"),
+            Column("energy", "Judged on"),
+            Column("above_idle", "Above idle", "the same figure"),
+        ],
+    ),
 ]
 AMPLIFICATION_TABLES: list[Table] = [
     Table(
         "amplification-table",
-        "Shortest to longest prompts",
+        "The amplification pair: short to long workload",
         [
             *MODEL_KEY,
             Column("short_workload", "Short", "workload"),
@@ -226,7 +250,7 @@ SHAPE_TABLES: list[Table] = [
     ),
     Table(
         "shapes-energy-table",
-        "Energy on the shortest and the longest prompts",
+        "Energy on the amplification pair's short and long workload",
         [
             *MODEL_KEY,
             Column("workload_short", "Short", "workload"),
@@ -250,12 +274,15 @@ BABBLE_TABLES: list[Table] = [
             Column("model", "Model"),
             Column("workload", "Workload"),
             Column("outputs", "Outputs"),
+            Column("at_cap", "At the token cap", "outputs"),
+            Column("at_cap_share", "At the cap", "%", percent=True),
+            Column("babbles", "Babbles", "the study's: runs to the cap"),
             Column("complete_syntax", "Complete by syntax", "outputs"),
             Column("complete_tests", "Complete by tests", "outputs"),
             Column("babble_tokens_syntax_mean", "Babble tokens", "mean"),
             Column("babble_ratio_syntax", "Babble ratio (syntax)", "%", percent=True),
             Column("babble_ratio_tests", "Babble ratio (tests)", "%", percent=True),
-            Column("babbles", "Babbles"),
+            Column("babbles_syntax", "Babbles by syntax", "ours: the ratio"),
         ],
     ),
 ]

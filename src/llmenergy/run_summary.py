@@ -23,7 +23,15 @@ def _value(row: dict) -> str:
     if row["value_lo"] is not None and row["value_hi"] is not None:
         text += f" [{report.format_value('value', row['value_lo'])}, "
         text += f"{report.format_value('value', row['value_hi'])}]"
-    return f"{text} {row['unit']}".rstrip()
+    text = f"{text} {row['unit']}".rstrip()
+    if (row.get("models") or 0) > 1:
+        text += (
+            f"; {row['models']} models: {row['reproduce']} reproduce, {row['agree']} same "
+            f"direction, {row['undecided']} undecided, {row['contradict']} contradict"
+        )
+    if row.get("energy"):
+        text += f"; {row['energy']} energy, above idle: {row.get('above_idle') or 'not known'}"
+    return text
 
 
 def lines(results: Path) -> list[str]:
@@ -45,6 +53,11 @@ def lines(results: Path) -> list[str]:
     width = max((len(v) for v in claims["verdict"].to_list()), default=0)
     for row in claims.iter_rows(named=True):
         out.append(f"  {row['verdict']:<{width}}  {row['claim']}: ours {_value(row)}")
+        pad = " " * (width + 4)
+        if row["detail"]:
+            out.append(f"{pad}where: {row['detail']}")
+        if row["why"]:
+            out.append(f"{pad}why: {row['why']}")
     return out
 
 

@@ -6,8 +6,6 @@ Outputs: summary (+ CSV), savings, babble, amplification, shapes and claims tabl
          report's sources.
 """
 
-import yaml
-
 from llmenergy import aggregate, amplification, architectures, claims, logs, records
 
 
@@ -41,7 +39,13 @@ def main(smk) -> None:
             if smk.input.babble
             else records.frame([], records.BABBLE_SCHEMA).lazy()
         )
-        babbling = aggregate.babbling(metrics, smk.params.babble_threshold)
+        babbling = aggregate.babbling(
+            metrics,
+            aggregate.scan(smk.input.generations),
+            smk.params.babble["cap_share"],
+            smk.params.babble["threshold"],
+            smk.params.eos_ignored,
+        )
         records.write_parquet_atomic(babbling, smk.output.babble)
         amplification_table = amplification.table(
             tasks.collect(),
@@ -62,9 +66,9 @@ def main(smk) -> None:
             amplification_table,
             smk.params.workload_kinds,
             smk.params.model_kinds,
+            smk.params.task_choice,
         )
-        with open(smk.input.claims, encoding="utf-8") as handle:
-            spec = yaml.safe_load(handle)["claims"]
+        spec = claims.load(smk.input.claims)
         verdicts = claims.evaluate(
             spec, tables, claims.energy_basis(summary), claims.is_estimated(summary)
         )

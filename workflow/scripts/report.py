@@ -31,6 +31,7 @@ def main(smk) -> None:
             "datasets": [json.loads(Path(m).read_text()) for m in smk.input.datasets],
         }
         facts["babble_threshold"] = smk.params.config["babble"]["threshold"]
+        facts["babble_cap_share"] = smk.params.config["babble"]["cap_share"]
         facts["ignore_eos"] = smk.params.config["generation"]["ignore_eos"]
         facts["tasks"] = report.task_selection(smk.params.config["workloads"])
         html = report.render(
