@@ -124,3 +124,77 @@ def test_the_config_names_an_existing_pair():
     }
     with pytest.raises(configuration.ConfigError, match=r"analysis\.amplification\.short"):
         configuration.check(config)
+
+
+def _mean_one(rng: np.random.Generator, sd: float, size: tuple[int, ...]) -> np.ndarray:
+    """Lognormal factors of mean 1, sd the sd of their log."""
+    return np.exp(rng.normal(-sd * sd / 2, sd, size))
+
+
+def many_data_sets(data_sets: int, tasks: int, reps: int, seed: int) -> pl.DataFrame:
+    """Per-task rows of independent data sets, each its own model, with `tasks` tasks on `he`
+    and on `cu-long`: a repetition's decode energy is J/token x its task's level x the task's
+    decoded tokens x the repetition's noise, J/token 1.0 on `he` and 1.2 on `cu-long`. Level
+    (sd 0.3 of its log) and noise (sd 0.1) are lognormal with mean 1 and drawn apart from the
+    tokens (100-299), so the ratio of expected sums, which the ratio of sums estimates, is 20%
+    above on `cu-long`, exactly."""
+    rng = np.random.default_rng(seed)
+    shape = (data_sets, 2, tasks, reps)
+    level = _mean_one(rng, 0.3, (data_sets, 2, tasks, 1))
+    noise = _mean_one(rng, 0.1, shape)
+    decoded = rng.integers(100, 300, (data_sets, 2, tasks, 1))  # greedy: the same every rep
+    j_per_token = np.array([1.0, 1.2])[:, None, None]
+    index = np.indices(shape).reshape(4, -1)
+    return pl.DataFrame(
+        {
+            "model": np.char.add("m", index[0].astype(str)),
+            "workload": np.array(["he", "cu-long"])[index[1]],
+            "task_id": np.char.add(np.array(["he/", "cu-long/"])[index[1]], index[2].astype(str)),
+            "rep": index[3],
+            "prompt_tokens": np.array([150, 5000])[index[1]],
+            "output_tokens": np.broadcast_to(decoded + 1, shape).ravel(),
+            "decode_energy_j": (j_per_token * level * decoded * noise).ravel(),
+        }
+    ).with_columns(energy_source=pl.lit("zeus:nvml"), strategy=pl.lit("none"))
+
+
+@pytest.mark.parametrize("reps", [1, 3])
+def test_the_interval_covers_the_planted_20_percent_in_nine_data_sets_of_ten(reps):
+    """A task's repetitions share its level: an interval that resampled them as independent
+    rows covered the truth in about seven data sets of ten with 3 repetitions."""
+    found = amplification.table(many_data_sets(200, 30, reps, seed=reps), None, PAIR)
+    assert found.height == 200
+    covered = (found["amplification_pct_lo"] <= 20.0) & (found["amplification_pct_hi"] >= 20.0)
+    assert covered.mean() >= 0.90
+
+
+def test_copies_of_a_repetition_add_no_certainty():
+    """Three identical repetitions of every task are one measurement: the same interval."""
+    once = many_data_sets(1, 30, 1, seed=5)
+    thrice = pl.concat([once.with_columns(rep=pl.lit(rep, pl.Int64)) for rep in (0, 1, 2)])
+    (one,) = amplification.table(once, None, PAIR).iter_rows(named=True)
+    (three,) = amplification.table(thrice, None, PAIR).iter_rows(named=True)
+    for name in ("amplification_pct", "amplification_pct_lo", "amplification_pct_hi"):
+        assert three[name] == pytest.approx(one[name], rel=1e-9), name
+
+
+def test_repetitions_in_any_row_order_give_the_same_table():
+    repeated = many_data_sets(3, 10, 3, seed=2)
+    shuffled = repeated.sample(fraction=1.0, shuffle=True, seed=9)
+    assert amplification.table(repeated, None, PAIR).equals(
+        amplification.table(shuffled, None, PAIR)
+    )
+
+
+def test_above_idle_amplification_beside_the_gross_one() -> None:
+    """An idle draw of 0.4 J per decoded token on both workloads: gross J/token 1.0 and 1.2
+    (+20%), above idle 0.6 and 0.8 (+33%). The estimate has no idle power: no figure."""
+    tasks, tokens = planted(0.0)
+    idle = tasks.with_columns(
+        decode_above_idle_j=pl.col("decode_energy_j") - 0.4 * (pl.col("output_tokens") - 1)
+    )
+    row = amplification.table(idle, tokens, PAIR).row(0, named=True)
+    assert row["amplification_pct"] == pytest.approx(20.0, abs=2.0)
+    assert row["amplification_above_idle_pct"] == pytest.approx(100 / 3, abs=3.0)
+    no_idle = idle.with_columns(decode_above_idle_j=pl.lit(None, pl.Float64))
+    assert amplification.table(no_idle, tokens, PAIR)["amplification_above_idle_pct"][0] is None

@@ -3,11 +3,12 @@
 Three figures, on the unsuppressed runs (strategy `none`), each with a 95% interval:
 - the study's: decode J/token on the long workload of a named pair (`analysis.amplification`)
   against the short one, each a ratio of sums (decode energy over decoded tokens, tasks
-  pooled), as a percentage change; the interval resamples tasks within each workload;
-- like with like: the same over the first N decode positions of every task that has them
-  (`analysis.same_positions`), so that workloads that decode for different lengths compare
-  equal work; from per-token energy where a power timeline gave it, else from per-token time
-  (`same_positions_basis` says which);
+  and repetitions pooled), as a percentage change; the interval resamples tasks, and
+  repetitions within each task, of each workload apart;
+- like with like: the same over the first N decode positions of every task and repetition
+  that has them (`analysis.same_positions`), so that workloads that decode for different
+  lengths compare equal work, with the same interval; from per-token energy where a power
+  timeline gave it, else from per-token time (`same_positions_basis` says which);
 - the slope of per-task decode J/token on prompt tokens (least squares, +-1.96 standard
   errors).
 Without a named pair, the workloads with the shortest and the longest mean prompt are
@@ -43,6 +44,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "amplification_pct": pl.Float64(),
     "amplification_pct_lo": pl.Float64(),
     "amplification_pct_hi": pl.Float64(),
+    "amplification_above_idle_pct": pl.Float64(),
     "same_positions": pl.Int64(),
     "same_positions_basis": pl.String(),
     "same_positions_tasks": pl.Int64(),
@@ -88,46 +90,57 @@ def pick_pair(prompt_means: dict[str, float], named: dict[str, str] | None) -> P
     return Pair(ordered[0][0], ordered[-1][0])
 
 
-def percent_interval(
-    short: tuple[np.ndarray, np.ndarray],
-    long: tuple[np.ndarray, np.ndarray],
-    seed: int = SEED,
-    resamples: int = RESAMPLES,
-) -> tuple[float | None, float | None, float | None]:
-    """100 x (sum(n_long)/sum(d_long)) / (sum(n_short)/sum(d_short)) - 100, over tasks given
-    as (numerators, denominators), with a percentile bootstrap that resamples the tasks of
-    each side apart."""
-
-    def ratio_draws(num: np.ndarray, den: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        idx = rng.integers(0, len(num), size=(resamples, len(num)))
-        return num[idx].sum(axis=1) / den[idx].sum(axis=1)
-
-    (ns, ds), (nl, dl) = short, long
-    if len(ns) == 0 or len(nl) == 0 or ds.sum() <= 0 or dl.sum() <= 0 or ns.sum() <= 0:
-        return None, None, None
-    point = 100.0 * ((nl.sum() / dl.sum()) / (ns.sum() / ds.sum()) - 1.0)
-    rng = np.random.default_rng(seed)
-    short_draws, long_draws = ratio_draws(ns, ds, rng), ratio_draws(nl, dl, rng)
-    keep = (short_draws > 0) & np.isfinite(long_draws)
-    if not keep.any():
-        return float(point), None, None
-    low, high = np.quantile(100.0 * (long_draws[keep] / short_draws[keep] - 1.0), [0.025, 0.975])
-    return float(point), float(low), float(high)
+def _matrices(
+    rows: pl.DataFrame, numerator: pl.Expr, denominator: pl.Expr
+) -> tuple[np.ndarray, np.ndarray]:
+    """One workload's numerators and denominators as tasks x reps matrices: task_id rows and
+    rep columns, each in sorted order whatever the rows' order; NaN where no row is."""
+    if rows.is_empty():
+        return np.empty((0, 1)), np.empty((0, 1))
+    cells = rows.select(
+        task=pl.col("task_id").rank("dense") - 1,
+        rep=pl.col("rep").rank("dense") - 1,
+        num=numerator.cast(pl.Float64),
+        den=denominator.cast(pl.Float64),
+    )
+    at = cells["task"].to_numpy(), cells["rep"].to_numpy()
+    shape = (int(at[0].max()) + 1, int(at[1].max()) + 1)
+    num, den = np.full(shape, np.nan), np.full(shape, np.nan)
+    num[at], den[at] = cells["num"].to_numpy(), cells["den"].to_numpy()
+    return num, den
 
 
 def _decode_sides(tasks: pl.DataFrame, pair: Pair) -> tuple[tuple, tuple]:
     def side(workload: str) -> tuple[np.ndarray, np.ndarray]:
         rows = tasks.filter(pl.col("workload") == workload)
-        return rows["decode_energy_j"].to_numpy(), (rows["output_tokens"] - 1).to_numpy()
+        return _matrices(rows, pl.col("decode_energy_j"), pl.col("output_tokens") - 1)
 
     return side(pair.short), side(pair.long)  # type: ignore[arg-type]
+
+
+def _above_idle_change(tasks: pl.DataFrame, pair: Pair) -> float | None:
+    """The amplification on decode energy above idle (a point, beside the gross figure the
+    claims are judged on); None where a side has no idle power (the estimate has none)."""
+
+    if "decode_above_idle_j" not in tasks.columns:
+        return None
+
+    def per_token(workload: str) -> float | None:
+        rows = tasks.filter(
+            (pl.col("workload") == workload) & pl.col("decode_above_idle_j").is_not_null()
+        )
+        tokens = float((rows["output_tokens"] - 1).sum()) if rows.height else 0.0
+        return float(rows["decode_above_idle_j"].sum()) / tokens if tokens else None
+
+    short, long = per_token(pair.short), per_token(pair.long)  # type: ignore[arg-type]
+    return stats.percent_change(short, long)
 
 
 def _same_position_sides(
     tokens: pl.DataFrame, pair: Pair, positions: int
 ) -> tuple[str | None, int, tuple | None]:
-    """Per task, the cost of decode positions 1..N ((energy or seconds), N), for tasks that
-    decoded that far; energy when every one of those tokens has it, else time."""
+    """Per task and repetition, the cost of decode positions 1..N ((energy or seconds), N),
+    for those that decoded that far; energy when every one of those tokens has it, else time."""
     window = tokens.filter(pl.col("position").is_between(1, positions))
     per_task = window.group_by("workload", "task_id", "rep").agg(
         count=pl.len(),
@@ -143,7 +156,7 @@ def _same_position_sides(
 
     def side(workload: str) -> tuple[np.ndarray, np.ndarray]:
         rows = per_task.filter(pl.col("workload") == workload)
-        return rows[column].to_numpy().astype(float), np.full(rows.height, float(positions))
+        return _matrices(rows, pl.col(column), pl.lit(positions))
 
     return basis, per_task.height, (side(pair.short), side(pair.long))  # type: ignore[arg-type]
 
@@ -192,30 +205,31 @@ def table(
                 )
         if pair.short is not None and pair.long is not None:
             short, long = _decode_sides(group, pair)
-            point, low, high = percent_interval(short, long)
+            change = stats.bootstrap_percent_change(short, long, RESAMPLES, SEED)
             row.update(
                 short_workload=pair.short,
                 long_workload=pair.long,
                 prompt_tokens_short=means[pair.short],
                 prompt_tokens_long=means[pair.long],
-                decode_j_per_token_short=float(short[0].sum() / short[1].sum()),
-                decode_j_per_token_long=float(long[0].sum() / long[1].sum()),
-                amplification_pct=point,
-                amplification_pct_lo=low,
-                amplification_pct_hi=high,
+                decode_j_per_token_short=float(np.nansum(short[0]) / np.nansum(short[1])),
+                decode_j_per_token_long=float(np.nansum(long[0]) / np.nansum(long[1])),
+                amplification_pct=change.mean,
+                amplification_pct_lo=change.low,
+                amplification_pct_hi=change.high,
+                amplification_above_idle_pct=_above_idle_change(group, pair),
             )
             if tokens is not None:
                 mine = tokens.filter(pl.col("model") == model)
                 basis, count, sides = _same_position_sides(mine, pair, positions)
                 if sides is not None:
-                    point, low, high = percent_interval(*sides)
+                    same = stats.bootstrap_percent_change(*sides, RESAMPLES, SEED)
                     row.update(
                         same_positions=positions,
                         same_positions_basis=basis,
                         same_positions_tasks=count,
-                        same_positions_pct=point,
-                        same_positions_pct_lo=low,
-                        same_positions_pct_hi=high,
+                        same_positions_pct=same.mean,
+                        same_positions_pct_lo=same.low,
+                        same_positions_pct_hi=same.high,
                     )
         rows.append(row)
     return pl.DataFrame(rows, schema=SCHEMA, orient="row")

@@ -2,7 +2,8 @@
 
 Intervals are percentile bootstraps over tasks; with several repetitions, a two-stage
 bootstrap resamples tasks and then repetitions within each task. One set of resampling
-indices serves every statistic of a group, so its intervals are consistent with each other.
+indices serves every statistic of a group, so its intervals are consistent with each other;
+a change between two groups of different tasks resamples each group apart.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class Resampling:
     weights: np.ndarray | None
 
 
-def resample_indices(tasks: int, reps: int, resamples: int, seed: int) -> Resampling:
+def resample_indices(
+    tasks: int, reps: int, resamples: int, seed: int | np.random.SeedSequence
+) -> Resampling:
     rng = np.random.default_rng(seed)
     task_idx = rng.integers(0, tasks, size=(resamples, tasks))
     if reps > 1:
@@ -89,6 +92,24 @@ def bootstrap_mean(
     return Interval(mean, low, high)
 
 
+def _pairs(numerator: np.ndarray, denominator: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tasks x reps numerators and denominators with every pair where either is NaN set to
+    zero on both sides, so that sums leave it out."""
+    num, den = (np.asarray(m, dtype=float) for m in (numerator, denominator))
+    if num.ndim == 1:
+        num, den = num[:, None], den[:, None]
+    keep = ~(np.isnan(num) | np.isnan(den))
+    return np.where(keep, num, 0.0), np.where(keep, den, 0.0)
+
+
+def _ratio_draws(num: np.ndarray, den: np.ndarray, indices: Resampling) -> np.ndarray:
+    """sum(num) / sum(den) of every draw (NaN where a draw's denominator sums to zero)."""
+    n_sum, _ = _weighted_sums(num, indices)
+    d_sum, _ = _weighted_sums(den, indices)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(d_sum != 0, n_sum / d_sum, np.nan)
+
+
 def bootstrap_ratio(
     numerator: np.ndarray,
     denominator: np.ndarray,
@@ -97,19 +118,49 @@ def bootstrap_ratio(
 ) -> Interval:
     """sum(numerator) / sum(denominator) over tasks x reps, with its bootstrap interval
     (pairs where either is NaN are left out)."""
-    num = np.asarray(numerator, dtype=float).reshape(len(numerator), -1)
-    den = np.asarray(denominator, dtype=float).reshape(len(denominator), -1)
-    keep = ~(np.isnan(num) | np.isnan(den))
-    num, den = np.where(keep, num, 0.0), np.where(keep, den, 0.0)
-    if not keep.any() or den.sum() == 0:
+    num, den = _pairs(numerator, denominator)
+    if den.sum() == 0:
         return Interval(None, None, None)
-    n_sum, _ = _weighted_sums(num, indices)
-    d_sum, _ = _weighted_sums(den, indices)
-    ratios = n_sum[d_sum != 0] / d_sum[d_sum != 0]
+    ratios = _ratio_draws(num, den, indices)
+    ratios = ratios[~np.isnan(ratios)]
     point = float(num.sum() / den.sum())
     if ratios.size == 0:
         return Interval(point, None, None)
     low, high = _quantiles(ratios, level)
+    return Interval(point, low, high)
+
+
+def bootstrap_percent_change(
+    base: tuple[np.ndarray, np.ndarray],
+    other: tuple[np.ndarray, np.ndarray],
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> Interval:
+    """100 x (R_other / R_base - 1), where a group's R is sum(numerator) / sum(denominator)
+    over its (numerators, denominators), each a tasks x reps matrix (pairs where either is
+    NaN are left out), with its bootstrap interval. The groups hold different tasks, so each
+    is resampled apart, tasks and then repetitions within each drawn task: a task's
+    repetitions share its level, and resampling them as if independent narrows the interval."""
+    sides = [_pairs(*base), _pairs(*other)]
+    if any(den.sum() == 0 for _, den in sides):
+        return Interval(None, None, None)
+    r_base, r_other = (num.sum() / den.sum() for num, den in sides)
+    if r_base == 0:
+        return Interval(None, None, None)
+    point = float(100.0 * (r_other / r_base - 1.0))
+    # Independent streams of one seed: shared indices would couple the two groups' draws.
+    streams = np.random.SeedSequence(seed).spawn(2)
+    draws = [
+        _ratio_draws(num, den, resample_indices(*num.shape, resamples, stream))
+        for (num, den), stream in zip(sides, streams, strict=True)
+    ]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        changes = 100.0 * (draws[1] / draws[0] - 1.0)
+    changes = changes[np.isfinite(changes)]
+    if changes.size == 0:
+        return Interval(point, None, None)
+    low, high = _quantiles(changes, level)
     return Interval(point, low, high)
 
 
