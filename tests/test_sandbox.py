@@ -7,6 +7,8 @@ the weaker plain process the sandbox falls back to.
 from __future__ import annotations
 
 import os
+import resource
+import subprocess
 import textwrap
 import time
 import uuid
@@ -167,6 +169,120 @@ def test_unprivileged_uid_when_run_as_root(isolation: sandbox.Isolation) -> None
     outcome = run(f"import os\nassert os.getuid() == {sandbox.NOBODY}, os.getuid()\n", isolation)
     assert outcome.ok is True, outcome.detail
     assert "uid" in outcome.sandbox.split("+")
+
+
+# Burns a fixed CPU time from wherever it starts, whatever else the machine runs.
+BURN = """
+import time
+start = time.process_time()
+while time.process_time() - start < {seconds}:
+    pass
+"""
+
+
+def plain_cpu_seconds(program: str) -> float:
+    """The CPU time of `program` run plainly, as the checks' interpreter runs it."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([str(sandbox.base_python()), "-I", "-B", "-c", program], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+@pytest.mark.parametrize("isolation", BOTH)
+def test_a_checks_cpu_time_is_its_programs(isolation: sandbox.Isolation) -> None:
+    """Inside bubblewrap the program is no child of this process: its CPU time is the
+    runner's report, and matches the same program's run plainly (the sandbox's own adds
+    little)."""
+    program = BURN.format(seconds=0.25)
+    outcome = run(program, isolation)
+    plain = plain_cpu_seconds(program)
+    assert outcome.ok, outcome.detail
+    assert outcome.cpu_seconds == pytest.approx(plain, rel=0.2), (outcome.cpu_seconds, plain)
+
+
+@pytest.mark.parametrize("isolation", BOTH)
+@pytest.mark.parametrize(
+    ("ending", "kind", "timeout_s"),
+    [
+        ("import os\nos._exit(0)\n", "early-exit", 10),
+        ("raise ValueError('after burning')\n", "exception:ValueError", 10),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "signal:SIGKILL", 10),
+        # Stopped at its time limit by the runner, which still reports.
+        ("import time\ntime.sleep(60)\n", "timeout", 2),
+    ],
+    ids=["os-exit-0", "exception", "sigkill", "timeout"],
+)
+def test_cpu_time_is_measured_however_the_program_ends(
+    isolation: sandbox.Isolation, ending: str, kind: str, timeout_s: float
+) -> None:
+    program = BURN.format(seconds=0.2) + ending
+    outcome = run(program, isolation, sandbox.Limits(timeout_s=timeout_s))
+    assert outcome.error_kind == kind, outcome.detail
+    assert outcome.cpu_seconds is not None
+    assert 0.2 <= outcome.cpu_seconds < 0.2 + 1, outcome.cpu_seconds
+
+
+@pytest.mark.parametrize("isolation", BOTH)
+def test_a_program_that_kills_its_runner_has_no_cpu_time(isolation: sandbox.Isolation) -> None:
+    outcome = run("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n", isolation)
+    assert outcome.error_kind == "signal:SIGKILL"
+    assert outcome.cpu_seconds is None  # unknown, not 0
+
+
+@pytest.mark.parametrize("isolation", [BWRAP])
+@pytest.mark.parametrize("ending", ["", "import os\nos._exit(0)\n"], ids=["ends", "os-exit-0"])
+def test_a_forged_report_is_not_taken(isolation: sandbox.Isolation, ending: str) -> None:
+    """Lines shaped like the runner's report, without its secret token, are the program's
+    output: the verdict and the CPU time stay the runner's."""
+    guess = "0123456789abcdef" * 2
+    forged = [guess, f'{guess} {{"cpu_s": 99.0, "timed_out": false}}']
+    program = f"import sys\nprint('\\n'.join({forged!r}))\nsys.stdout.flush()\n" + ending
+    outcome = run(program, isolation)
+    assert outcome.ok is (ending == ""), outcome.error_kind
+    assert outcome.cpu_seconds is not None and outcome.cpu_seconds < 5
+
+
+@pytest.mark.parametrize("isolation", BOTH)
+@pytest.mark.parametrize(
+    "program",
+    [
+        "raise type('E' * 1_000_000, (Exception,), {})()\n",
+        "import sys\nprint('x' * 1_000_000, file=sys.stderr)\nsys.exit(1)\n",
+    ],
+    ids=["exception-class", "last-line"],
+)
+def test_a_megabyte_long_name_is_a_short_error_kind(
+    isolation: sandbox.Isolation, program: str
+) -> None:
+    outcome = run(program, isolation)
+    assert outcome.error_kind == "exception:other"
+    assert len(outcome.detail) <= sandbox.OUTPUT_TAIL
+
+
+@pytest.mark.parametrize(
+    ("tail", "report"),
+    [
+        # The runner's report, after the verdict.
+        (
+            f'out\n\n{"t" * 8}\n\n{"t" * 8} {{"cpu_s": 0.5, "timed_out": false}}\n',
+            sandbox.Report("t" * 8, 0.5, False),
+        ),
+        (f'\n{"t" * 8} {{"cpu_s": 2.0, "timed_out": true}}\n', sandbox.Report("", 2.0, True)),
+        # No report (the runner was killed): the last line is the verdict.
+        (f"out\n{'t' * 8}\n", sandbox.Report("t" * 8)),
+        # Reports without the token, or not the last line, are the program's output.
+        (
+            f'\n{"f" * 8} {{"cpu_s": 99, "timed_out": false}}\n',
+            sandbox.Report(f'{"f" * 8} {{"cpu_s": 99, "timed_out": false}}'),
+        ),
+        (f'{"t" * 8} {{"cpu_s": 99, "timed_out": false}}\nout\n', sandbox.Report("out")),
+        (f'\n{"t" * 8} {{"cpu_s": \n', sandbox.Report(f'{"t" * 8} {{"cpu_s": ')),
+        ("", sandbox.Report("")),
+    ],
+    ids=["report", "report-alone", "none", "no-token", "not-last", "broken", "empty"],
+)
+def test_read_report(tail: str, report: sandbox.Report) -> None:
+    assert sandbox.read_report(tail, "t" * 8) == report
 
 
 def _spawning_program(marker: str, tail: str, child_stderr: str) -> str:
@@ -389,6 +505,10 @@ def test_detect_without_bubblewrap_falls_back_and_says_why(
         (1, "Traceback:\nValueError: bad value\n", False, "exception:ValueError"),
         (1, "Traceback:\nKeyError: 'x'\n\n\n", False, "exception:KeyError"),
         (1, "json.decoder.JSONDecodeError: Expecting value\n", False, "exception:JSONDecodeError"),
+        # Error kinds are a closed set: other names are "other", however long.
+        (1, "Traceback:\nMyOwnError: not a known class\n", False, "exception:other"),
+        (1, "E" * 1_000_000 + ": long\n", False, "exception:other"),
+        (1, "x" * 1_000_000 + "\n", False, "exception:other"),
         (1, "", False, "exit:1"),
         (2, "   \n", False, "exit:2"),
         (3, "some free text: not an exception\n", False, "exit:3"),

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import resource
+import subprocess
 from typing import Any
 
 import pytest
 
 from llmenergy import datasets, sandbox, scoring
+from llmenergy.stopping.oracle import OracleStopper
 
 LIMITS = sandbox.Limits(timeout_s=10.0, memory_mb=1024)
 
@@ -178,3 +181,50 @@ def test_harness_cut(output: str, style: str, cut: str) -> None:
 def test_every_code_block_keeps_the_blocks_in_order() -> None:
     answer = "a\n```python\nx = 1\n```\nb\n```\ny = 2\n```\nc\n```python\nz("
     assert scoring.every_code_block(answer) == "x = 1\n\ny = 2\n\nz("
+
+
+# A task whose tests burn a fixed CPU time, from wherever they start.
+BURNING_TASK = {
+    "task_id": "Burn/0",
+    "prompt": "def one():\n",
+    "test": (
+        "import time\n\n\n"
+        "def check(candidate):\n"
+        "    start = time.process_time()\n"
+        "    while time.process_time() - start < 0.25:\n"
+        "        pass\n"
+        "    assert candidate() == 1\n"
+    ),
+    "entry_point": "one",
+}
+
+
+def test_a_sandboxed_checks_cpu_time_is_what_it_costs() -> None:
+    """Inside bubblewrap the check's processes are no children of this one: the CPU time the
+    oracle is billed is the sandbox's measurement, within 20% of the same program run plainly
+    (the time, not the wall time, so that a loaded machine changes neither)."""
+    isolation = sandbox.detect()
+    if not isolation.bwrap:  # failed, never skipped: the project installs bubblewrap
+        pytest.fail(f"bubblewrap is not usable here ({isolation.note})")
+    output = "    return 1\n"
+    check = scoring.sandboxed_check(BURNING_TASK, "completion", LIMITS, isolation)
+    passed, wall_s, cpu_s = check(output)
+    program = scoring.humaneval_program(BURNING_TASK, output, "completion")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([str(sandbox.base_python()), "-I", "-B", "-c", program], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    plain = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert passed is True and wall_s > 0
+    assert cpu_s == pytest.approx(plain, rel=0.2), (cpu_s, plain)
+
+
+def test_a_check_whose_cpu_time_is_unknown_is_billed_its_wall_time() -> None:
+    """A check whose runner was killed has no measured CPU time: the oracle counts its wall
+    time, one busy core's worth, and says how many checks it estimated so."""
+    results = iter([(False, 0.5, None), (True, 0.25, 0.125)])
+    oracle = OracleStopper(lambda output: next(results), header="def one():\n", synchronous=True)
+    oracle.feed("    x = 1\n")
+    oracle.feed("    return x\n")
+    stats = oracle.finish()
+    assert (stats.checks, stats.seconds, stats.cpu_seconds) == (2, 0.75, 0.625)
+    assert stats.cpu_unmeasured == 1

@@ -1,8 +1,9 @@
 """Running untrusted code (model output) in an isolated, limited process.
 
 Each check runs in a fresh interpreter, started by a small trusted runner
-(`sandbox_runner.py`) that sets the resource limits and reports a verdict token only when the
-program ran to its end. Around it, the strongest isolation this machine offers:
+(`sandbox_runner.py`) that runs the program in a child under the resource limits and its time
+limit, reports a verdict token only when the program ran to its end, and then, whatever the
+end, the CPU time the program took. Around it, the strongest isolation this machine offers:
 
 - `bwrap` (bubblewrap): new mount, PID, network, IPC and UTS namespaces. The root is an empty
   tmpfs with read-only binds of the system (/usr and its links, /etc/ld.so.cache and
@@ -13,8 +14,9 @@ program ran to its end. Around it, the strongest isolation this machine offers:
   default) with no capabilities and no_new_privs. RLIMIT_NPROC binds only then (root is
   exempt), and counts every process of that uid: checks running side by side share it.
 - `rlimits`: CPU seconds, address space, file size, open files, processes, no core dumps.
-- always: its own session and process group, killed whole (SIGKILL) on the wall timeout, an
-  empty environment, stdin closed after the token, output to size-limited files.
+- always: its own session and process group, killed whole (SIGKILL) when the check ends or
+  overruns its wall timeout (the runner's, plus `STARTUP_GRACE_S` for starting the sandbox),
+  an empty environment, stdin closed after the token, output to size-limited files.
 
 bubblewrap needs neither root nor a system package: the `bwrap` on PATH is tried first (a
 distribution's own, which its security policy may allow where another would be refused), then
@@ -31,6 +33,7 @@ config) whether code may run at all without bubblewrap.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import functools
@@ -54,12 +57,25 @@ NOBODY = 65534
 # Where the program and the runner appear inside bubblewrap.
 INSIDE = "/run/llmenergy"
 OUTPUT_TAIL = 4000
+# How long starting bubblewrap and the runner may take on a loaded machine before the check is
+# killed from outside: the program's own time limit is the runner's, counted from its start.
+STARTUP_GRACE_S = 5.0
+# Exception classes an error kind names: the builtins', and the standard library's that
+# generated code commonly meets. Any other name (a program's own class, or free text shaped
+# like one, however long) is "exception:other", so error kinds stay a small closed set.
+KNOWN_EXCEPTIONS = frozenset(
+    name
+    for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException)
+) | {"JSONDecodeError", "StatisticsError", "InvalidOperation", "UnpicklingError"}
 # Names the bwrap program to use instead of looking for one; empty: none.
 BWRAP_ENV = "LLMENERGY_BWRAP"
 
 
 @dataclass(frozen=True)
 class Limits:
+    """A check's limits; `timeout_s` is the program's wall time, counted by the runner."""
+
     timeout_s: float = 10.0
     memory_mb: int = 1024
     file_size_mb: int = 16
@@ -119,13 +135,22 @@ class Isolation:
 @dataclass(frozen=True)
 class Outcome:
     """How a program ended: `error_kind` is None when it ran to its end and passed; `detail`
-    is the end of what it wrote to stderr."""
+    is the end of what it wrote to stderr; `seconds` the check's wall time.
+
+    `cpu_seconds`: the user and system CPU time of the check's processes, measured: the
+    runner's and its program's (with the children the program waited for), as the runner
+    reports it after reaping the program however it ended, a program it stopped at its time
+    limit included; under bubblewrap, with bubblewrap's own. None where no report came: the
+    runner was killed (by the program, or from outside when the sandbox overran
+    `STARTUP_GRACE_S`) or never started. Never an estimate.
+    """
 
     ok: bool
     error_kind: str | None
     seconds: float
     sandbox: str
     detail: str = field(default="")
+    cpu_seconds: float | None = None
 
 
 def base_python() -> Path:
@@ -286,7 +311,8 @@ def _rlimits(limits: Limits) -> dict[str, int]:
         "RLIMIT_AS": limits.memory_mb * 1024 * 1024,
         "RLIMIT_FSIZE": limits.file_size_mb * 1024 * 1024,
         "RLIMIT_NOFILE": limits.open_files,
-        "RLIMIT_NPROC": limits.processes,
+        # One more for the runner, which waits for the program as the same uid.
+        "RLIMIT_NPROC": limits.processes + 1,
         "RLIMIT_CORE": 0,
     }
 
@@ -302,7 +328,8 @@ def command_for(isolation: Isolation, limits: Limits, folder: Path) -> list[str]
         prefix += _setpriv(isolation.uid)
     limits_json = json.dumps(_rlimits(limits), separators=(",", ":"))
     runner, program = str(inside / "runner.py"), str(inside / "program.py")
-    return [*prefix, str(base_python()), "-I", "-B", runner, program, limits_json]
+    timeout = repr(float(limits.timeout_s))
+    return [*prefix, str(base_python()), "-I", "-B", runner, program, limits_json, timeout]
 
 
 def _probe(isolation: Isolation) -> str | None:
@@ -384,7 +411,9 @@ def detect(uid: int = NOBODY) -> Isolation:
 
 
 def classify(returncode: int, stderr: str, *, wrapped: bool = False) -> str:
-    """A short error kind from how the program ended.
+    """A short error kind from how the program ended, one of a closed set: an exception class
+    is named only when it is one of `KNOWN_EXCEPTIONS` (the program writes the line it is read
+    from, as long as it likes).
 
     `wrapped`: the program ran under bubblewrap, which reports death by signal N as 128 + N.
     """
@@ -402,8 +431,10 @@ def classify(returncode: int, stderr: str, *, wrapped: bool = False) -> str:
         return "syntax"
     if exception == "MemoryError":
         return "memory"
-    if exception.isidentifier():
+    if exception in KNOWN_EXCEPTIONS:
         return f"exception:{exception}"
+    if exception.isidentifier():
+        return "exception:other"
     return f"exit:{returncode}"
 
 
@@ -418,11 +449,13 @@ def _wait_unreaped(process: subprocess.Popen, timeout_s: float) -> bool:
     """Wait until the process ends, without reaping it; False on timeout."""
     try:
         handle = os.pidfd_open(process.pid)
-    except (AttributeError, OSError):  # no pidfd (old kernel): wait and reap
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return False
+    except (AttributeError, OSError):  # no pidfd (old kernel): look every 10 ms
+        deadline = time.monotonic() + timeout_s
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        while os.waitid(os.P_PID, process.pid, flags) is None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
         return True
     try:
         poller = select.poll()
@@ -435,6 +468,41 @@ def _wait_unreaped(process: subprocess.Popen, timeout_s: float) -> bool:
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _reap(process: subprocess.Popen) -> float:
+    """Reap the process; the CPU seconds it and the children it reaped took."""
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True)
+class Report:
+    """The end of a check's stdout: `verdict`, the last line the program's run wrote (the token
+    when it ran to its end); the runner's CPU seconds and whether the time limit stopped the
+    program (None and False where the runner wrote no report)."""
+
+    verdict: str
+    cpu_s: float | None = None
+    timed_out: bool = False
+
+
+def read_report(stdout_tail: str, token: str) -> Report:
+    """The runner's report from the end of stdout: the last line, led by the token, with the
+    verdict on the last line before it. Without one (the runner was killed), the verdict is
+    the last line."""
+    lines = stdout_tail.rstrip("\n").split("\n")
+    head, _, report = lines[-1].partition(" ")
+    if head != token:
+        return Report(lines[-1])
+    try:
+        fields = json.loads(report)
+        cpu_s, timed_out = float(fields["cpu_s"]), bool(fields["timed_out"])
+    except (ValueError, TypeError, KeyError):
+        return Report(lines[-1])
+    verdict = next((line for line in reversed(lines[:-1]) if line), "")
+    return Report(verdict, cpu_s, timed_out)
 
 
 @functools.cache
@@ -488,24 +556,32 @@ def _run(isolation: Isolation, program: str, limits: Limits) -> Outcome:
                     assert process.stdin is not None
                     process.stdin.write(f"{token}\n".encode())
                     process.stdin.close()
-                ended = _wait_unreaped(process, limits.timeout_s)
+                ended = _wait_unreaped(process, limits.timeout_s + STARTUP_GRACE_S)
             finally:
                 # Whatever is left in its process group dies with it (under bubblewrap, the end
                 # of its PID namespace has killed them already). Not reaped yet, its pid (the
                 # group's id) cannot have been reused.
                 _kill_group(process.pid)
-                process.wait()
+                outer_cpu_s = _reap(process)
             seconds = time.perf_counter() - start
-            if not ended:
-                return Outcome(False, "timeout", seconds, isolation.label, _tail(folder / "stderr"))
         stderr_text = _tail(folder / "stderr")
-        verdict = _tail(folder / "stdout", 200).rstrip("\n").rsplit("\n", 1)[-1]
+        report = read_report(_tail(folder / "stdout", 400), token)
+        cpu_s = report.cpu_s
+        if cpu_s is not None:
+            # Without bubblewrap the runner is this process's child: its reaped time holds the
+            # program's. Under bubblewrap the child is bubblewrap, whose time is its own.
+            cpu_s = cpu_s + outer_cpu_s if isolation.bwrap else max(cpu_s, outer_cpu_s)
+        outcome = functools.partial(
+            Outcome, seconds=seconds, sandbox=isolation.label, detail=stderr_text, cpu_seconds=cpu_s
+        )
+        if not ended or report.timed_out:
+            return outcome(False, "timeout")
         code = process.returncode
-        if code == 0 and verdict == token:
-            return Outcome(True, None, seconds, isolation.label, stderr_text)
+        if code == 0 and report.verdict == token:
+            return outcome(True, None)
         # A zero status without the token: it stopped before its tests finished.
         kind = "early-exit" if code == 0 else classify(code, stderr_text, wrapped=isolation.bwrap)
-        return Outcome(False, kind, seconds, isolation.label, stderr_text)
+        return outcome(False, kind)
 
 
 def run_python(program: str, limits: Limits, isolation: Isolation | None = None) -> Outcome:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import resource
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -144,15 +143,13 @@ def check_humaneval(
 
 def sandboxed_check(
     task: dict[str, Any], prompt_style: str, limits: Any, isolation: Any
-) -> Callable[[str], tuple[bool, float, float]]:
+) -> Callable[[str], tuple[bool, float, float | None]]:
     """One task's tests as the oracle and the babble metrics run them on an output prefix,
-    in the sandbox: (passed, wall seconds, CPU seconds of the check's processes)."""
+    in the sandbox: (passed, wall seconds, CPU seconds of the check's processes as the sandbox
+    measured them; None where it could not, see `sandbox.Outcome`)."""
 
-    def check(output: str) -> tuple[bool, float, float]:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    def check(output: str) -> tuple[bool, float, float | None]:
         outcome = check_humaneval(task, output, prompt_style, limits, isolation)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        return outcome.ok, outcome.seconds, cpu
+        return outcome.ok, outcome.seconds, outcome.cpu_seconds
 
     return check

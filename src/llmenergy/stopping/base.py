@@ -16,17 +16,23 @@ from typing import Any, Protocol
 BASELINE = "none"  # the strategy that stops nothing; every other one is paired with it
 FENCE = "```"
 
-# Runs a task's tests on an output prefix in the sandbox: (passed, wall s, CPU s of its processes)
-Check = Callable[[str], tuple[bool, float, float]]
+# Runs a task's tests on an output prefix in the sandbox: (passed, wall s, CPU s of its
+# processes; None where the sandbox could not measure it)
+Check = Callable[[str], tuple[bool, float, float | None]]
 
 
 @dataclass
 class CheckStats:
-    """A stopper's own cost: checks run, their wall time and their processes' CPU time."""
+    """A stopper's own cost: checks run, their wall time and their processes' CPU time.
+
+    A check whose CPU time the sandbox could not measure (its runner was killed) counts its
+    wall time instead, one busy core's worth, and is counted in `cpu_unmeasured`.
+    """
 
     checks: int = 0
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    cpu_unmeasured: int = 0
 
 
 class Stopper(Protocol):

@@ -62,7 +62,8 @@ class OracleStopper:
             # worker idle (`idle`) must see where it passed, or it cuts a token late.
             self.stats.checks += 1
             self.stats.seconds += wall_s
-            self.stats.cpu_seconds += cpu_s
+            self.stats.cpu_seconds += wall_s if cpu_s is None else cpu_s
+            self.stats.cpu_unmeasured += cpu_s is None
             self.passed_at = cut if passed else None
             self._busy = False
         return passed
