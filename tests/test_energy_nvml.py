@@ -29,12 +29,16 @@ def gpu(watts: float, name: str = H100, **extra) -> dict:
     return {"name": name, "watts": watts, "instant": True, "arch": 9, **extra}
 
 
-def write_spec(folder: Path, gpus: list[dict], update_s: float = 0.1) -> Path:
+def write_spec(
+    folder: Path, gpus: list[dict], update_s: float = 0.1, phase_log: Path | None = None
+) -> Path:
     polls = folder / "polls"
     polls.mkdir(exist_ok=True)
     for index, entry in enumerate(gpus):
         entry.setdefault("uuid", f"GPU-simulated-{index}")
     spec = {"epoch": time.time(), "update_s": update_s, "polls_dir": str(polls), "gpus": gpus}
+    if phase_log is not None:
+        spec["phase_log"] = str(phase_log)
     path = folder / "nvml.json"
     path.write_text(json.dumps(spec))
     return path
@@ -67,6 +71,9 @@ def generate(spec: Path, model_dir: Path, energy: dict, tasks: list[dict], **set
         "max_new_tokens": settings.get("max_new_tokens", 16),
         "ignore_eos": settings.get("ignore_eos", True),
         "check_cpu_s": settings.get("check_cpu_s"),
+        "runs": settings.get("runs"),
+        "step_s": settings.get("step_s"),
+        "interleave": settings.get("interleave", False),
     }
     run = subprocess.run(
         [sys.executable, str(HARNESS), json.dumps(payload)],
@@ -301,3 +308,60 @@ def test_host_energy_apart_and_checks_share_rapl(tmp_path, tiny_model_dir):
     # A share of the package's 25 W over the task, not the estimate's 12 W x CPU seconds.
     task_s = record["prefill_s"] * record["prefill_repeats"] + record["decode_s"] + 10.0
     assert 0 < record["check_energy_j"] < 25.0 * task_s
+
+
+def test_no_prefill_energy_in_decode_energy(tmp_path, tiny_model_dir):
+    """The simulated GPU draws 600 W in prefill, 350 W in decode and 70 W idle, as the
+    generating process drives it, on a counter and a power field that update every 100 ms.
+    Each decode pass draws 350 W for its task's step (20 to 20.5 ms), the same for a task on
+    both workloads, whose prompts differ twelvefold: decode costs the same per token whatever
+    the prompt, the truth is no amplification. The short workload decodes 50 tokens a task,
+    the long one 25 (tasks taken in turn), so that prefill energy leaking into each decode
+    window, a fixed amount a task, would weigh twice as much per token on the long one; and
+    prefill's power, held into the first decode tokens, would inflate their energy. Both
+    amplification figures come out within a point of 0, their intervals around it; each
+    task's decode energy per token is its passes' (and the idle moments between them), and
+    prefill's energy its 600 W x its time."""
+    import polars as pl
+
+    from llmenergy import amplification
+
+    steps = [0.02 + 0.0001 * i for i in range(6)]  # tasks differ, alike on both workloads
+    short = [{**t, "step_s": {"decode": s}} for t, s in zip(tasks(6), steps, strict=True)]
+    long = [{**t, "prompt": t["prompt"] * 12} for t in short]
+    phases = {"prefill": 600.0, "decode": 350.0}
+    spec = write_spec(tmp_path, [gpu(70.0, phase_watts=phases)], phase_log=tmp_path / "phases")
+    out = generate(
+        spec,
+        tiny_model_dir,
+        {"gpus": [0], "min_window_s": 0.3, "max_prefill_repeats": 5000, "idle_seconds": 0.3},
+        [],
+        runs=[
+            {"workload": "short", "tasks": short, "max_new_tokens": 51},
+            {"workload": "long", "tasks": long, "max_new_tokens": 26},
+        ],
+        interleave=True,
+    )
+    records, tokens = pl.DataFrame(out["records"]), pl.DataFrame(out["tokens"])
+    assert (records["energy_flags"] == "").all(), records["energy_flags"]
+    step = {t["task_id"]: s for t, s in zip(short, steps, strict=True)}
+    for record in out["records"]:
+        assert record["prefill_energy_j"] == pytest.approx(600.0 * record["prefill_s"], rel=0.01)
+        # Each pass's 350 W x its step, and idle between passes (the host's own moments).
+        passes, seconds = record["output_tokens"] - 1, record["decode_s"]
+        busy = passes * step[record["task_id"]]
+        truth = 350.0 * busy + 70.0 * (seconds - busy)
+        assert record["decode_energy_j"] == pytest.approx(truth, rel=0.005), record
+    row = amplification.table(records, tokens, {"short": "short", "long": "long"}).row(
+        0, named=True
+    )
+    # The first decode tokens cost what decode's tokens cost, not prefill's power.
+    first = tokens.filter(pl.col("position").is_between(1, 16))
+    for workload, energy_j in first.group_by("workload").agg(pl.col("energy_j").mean()).rows():
+        per_token = row[f"decode_j_per_token_{workload}"]
+        assert energy_j == pytest.approx(per_token, rel=0.02), workload
+    assert row["prompt_tokens_long"] > 10 * row["prompt_tokens_short"]
+    assert row["same_positions_basis"] == "energy" and row["same_positions_tasks"] == 12
+    for figure in ("amplification_pct", "same_positions_pct"):
+        low, high = row[f"{figure}_lo"], row[f"{figure}_hi"]
+        assert abs(row[figure]) < 1.0 and low <= 0.0 <= high, (figure, row)

@@ -41,6 +41,62 @@ def test_intervals_partition_the_energy():
     assert sum(parts) == pytest.approx(energy.held_energy(timeline, edges[0], edges[-1]))
 
 
+def test_a_phase_uses_only_its_own_power_samples():
+    """Prefill at 600 W until t=10, decode at 350 W from then, sampled every 0.1 s by a field
+    that lags: the sample read at 10.05 still shows prefill, the one at 10.15 a mix. Decode's
+    tokens get decode's power from its first one on; held as it was, the first tokens would
+    cost prefill's."""
+    timeline = [(9.05, 600.0), (10.15, 475.0), (10.25, 350.0)]
+    tokens = [(10.0 + 0.02 * i, 10.02 + 0.02 * i) for i in range(30)]
+    energies = energy.phase_energies(timeline, tokens, settle_s=0.3)
+    assert energies == pytest.approx([350.0 * 0.02] * 30)
+    held = [energy.held_energy(timeline, a, b) for a, b in tokens]
+    assert held[0] == pytest.approx(600.0 * 0.02)
+    # A phase shorter than the settling time has no sample of its own.
+    assert energy.phase_energies(timeline, tokens[:10], settle_s=0.3) == [None] * 10
+    assert energy.phase_energies([(10.5, 350.0)], tokens, settle_s=0.3) == [None] * 30
+    assert energy.phase_energies(timeline, [], settle_s=0.3) == []
+
+
+class SimulatedClock:
+    """A clock that moves only when the poller sleeps, and energy counters on it, each adding
+    its power x its update period at each of its updates."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def counter(self, watts: float, update_s: float):
+        return lambda: watts * update_s * math.floor(self.now / update_s + 1e-9)
+
+
+def test_next_updates_finds_each_counters_next_update():
+    clock = SimulatedClock(5.03)
+    reads = {0: clock.counter(300.0, 0.1), 1: clock.counter(70.0, 0.25)}
+    updates = energy.next_updates(reads, poll_s=0.001, clock=clock.time, sleep=clock.sleep)
+    assert updates is not None
+    assert updates[0].at == pytest.approx(5.1, abs=0.001)
+    assert updates[0].joules == pytest.approx(300.0 * 5.1)
+    assert updates[1].at == pytest.approx(5.25, abs=0.001)
+    assert updates[1].joules == pytest.approx(70.0 * 5.25)
+    # A counter that never moves: given up on after the timeout.
+    frozen = energy.next_updates({0: lambda: 1.0}, 0.001, 0.5, clock.time, clock.sleep)
+    assert frozen is None and clock.now == pytest.approx(5.25 + 0.5, abs=0.01)
+
+
+def test_window_energy_subtracts_the_idle_time_between_updates_and_work():
+    """Updates at 10.0 and 11.0 around work from 10.02 to 10.9: the 0.12 s outside the work
+    were idle, at 70 W, where that power is known."""
+    start, end = energy.Update(1000.0, 10.0), energy.Update(1400.0, 11.0)
+    assert energy.window_energy(start, end, (10.02, 10.9), 70.0) == pytest.approx(400 - 8.4)
+    assert energy.window_energy(start, end, (10.02, 10.9), None) == pytest.approx(400.0)
+
+
 def test_repeats_for():
     assert energy.DEFAULT_MIN_WINDOW_S["gpu"] >= energy.DEFAULT_MIN_WINDOW_S["estimate"]
     assert generation.repeats_for(0.2, 1, 0.1, 64) == 1  # long enough already
@@ -78,10 +134,10 @@ class TimelineMeter(energy.EstimateMeter):
 
     WATTS = 40.0
 
-    def interval_energies(self, intervals):
-        self.intervals = list(intervals)
+    def interval_energies(self, phases):
+        self.phases = [list(phase) for phase in phases]
         samples = [(t, self.WATTS) for t in (time.time() - 600, time.time() + 600)]
-        return [energy.held_energy(samples, a, b) for a, b in intervals]
+        return [[energy.held_energy(samples, a, b) for a, b in phase] for phase in phases]
 
 
 class ThreadClock:
@@ -109,8 +165,10 @@ def test_per_token_energy_from_power_timeline(tiny_model, monkeypatch: pytest.Mo
     input_ids = generation.encode(loaded, PROMPT, "completion")
     decoded = generation.decode_greedy(loaded, input_ids, 10, meter)
     assert all(e is not None for e in decoded.token_energies_j)
-    # One interval per decoded token, each starting where the one before ended.
-    tokens = meter.intervals[1:]
+    # Prefill's window, then one interval per decoded token, each starting where the one
+    # before ended.
+    prefill, tokens = meter.phases
+    assert len(prefill) == 1
     assert len(tokens) == len(decoded.token_ids) - 1 == 9
     assert all(b[0] == a[1] for a, b in itertools.pairwise(tokens))
     gaps = [b - a for a, b in itertools.pairwise(decoded.token_times_s)]
@@ -123,6 +181,23 @@ def test_per_token_energy_from_power_timeline(tiny_model, monkeypatch: pytest.Mo
     assert decode_tokens == pytest.approx(TimelineMeter.WATTS * decoded.decode_s, abs=slack_j)
     for token_energy, gap in zip(decoded.token_energies_j[1:], gaps, strict=True):
         assert token_energy == pytest.approx(TimelineMeter.WATTS * gap, abs=slack_j)
+
+
+class ShortDecodeMeter(TimelineMeter):
+    """A timeline that resolves prefill's window but has no sample of decode's own."""
+
+    def interval_energies(self, phases):
+        prefill, tokens = super().interval_energies(phases)
+        return [prefill, [None] * len(tokens)]
+
+
+def test_decode_without_samples_of_its_own_is_flagged(tiny_model):
+    loaded = dataclasses.replace(tiny_model, eos_token_ids=frozenset())
+    input_ids = generation.encode(loaded, PROMPT, "completion")
+    decoded = generation.decode_greedy(loaded, input_ids, 4, ShortDecodeMeter(10.0))
+    assert decoded.token_energies_j[0] is not None
+    assert decoded.token_energies_j[1:] == [None] * 3
+    assert energy.PER_TOKEN_PHASE_SHORT in decoded.flags
 
 
 def test_no_timeline_gives_null_token_energy(tiny_model):

@@ -102,8 +102,11 @@ def test_run_writes_one_record_per_task(tiny_model):
         prompt_style="completion",
         max_new_tokens=6,
         log=lines.append,
+        idle_seconds=0.05,
     )
     assert [r["task_id"] for r in result.records] == ["T/0", "T/1", "T/2"]
+    # The estimate models a busy core: a sleeping process's CPU time is no idle power.
+    assert {r["idle_power_w"] for r in result.records} == {None}
     assert len(lines) == 3 and lines[0].startswith("[1/3] T/0")
     for record in result.records:
         tokens = [t for t in result.tokens if t["task_id"] == record["task_id"]]
@@ -160,3 +163,16 @@ def test_prompt_ids_beyond_a_random_vocabulary_are_folded_in(tiny_model):
     assert generation.prompt_tensor(trained, ids[:2], "T/0")[0].tolist() == ids[:2]
     with pytest.raises(models.ModelError, match=r"task T/7: prompt token id .* vocabulary"):
         generation.prompt_tensor(trained, ids, "T/7")
+
+
+def test_checks_billed_by_wall_time_carry_their_count() -> None:
+    """A check whose CPU time the sandbox could not report was billed at its wall time (by
+    the stopper); its costs carry that count, from which the record's flag
+    `check-cpu-from-wall` comes."""
+    from llmenergy import stopping
+
+    stats = stopping.CheckStats(checks=2, seconds=1.5, cpu_seconds=1.2, cpu_unmeasured=1)
+    checks = generation.check_costs(stats, 10.0)
+    assert (checks.energy_j, checks.cpu_unmeasured) == (pytest.approx(12.0), 1)
+    measured = generation.check_costs(stopping.CheckStats(1, 0.5, 0.4), 10.0)
+    assert measured.cpu_unmeasured == 0

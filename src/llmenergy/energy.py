@@ -13,12 +13,14 @@ read leaves that figure null and the accelerator reading untouched.
 
 A counter cannot resolve a window much shorter than its update period: every meter says how
 long a window must be (`min_window_s`, 1 s on NVML: ten updates of its ~100 ms counter), and the
-decoding loop repeats work until its window is that long.
+decoding loop repeats work until its window is that long. NVML's windows open and close on the
+counter's updates (`GpuCounters`), so that no phase's energy lands in the next phase's window.
 
 On GPUs a Zeus PowerMonitor keeps a power timeline, polled every `power_update_period_s`, from
 which each token's energy is integrated with the last sample held until the next (Zeus keeps a
-sample only when the value changes). Only the instantaneous power field can carry per-token
-energy: where a GPU offers only NVML's one-second average, per-token energy is null and flagged.
+sample only when the value changes), each phase's tokens from what was read during that phase
+alone (`phase_energies`). Only the instantaneous power field can carry per-token energy: where
+a GPU offers only NVML's one-second average, per-token energy is null and flagged.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import bisect
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,8 +38,23 @@ ESTIMATE_SOURCE = "estimate:cpu-time"
 # scheduler tick or better.
 DEFAULT_MIN_WINDOW_S = {"gpu": 1.0, "cpu": 0.05, "estimate": 0.01}
 DEFAULT_POWER_UPDATE_PERIOD_S = 0.1
-# Why a token's energy is null although its GPU is metered.
+# How often a window's edge reads NVML's energy counter while it waits for the counter's next
+# update, and how long it waits before taking the counter for one that does not move (ten
+# updates of a ~100 ms counter).
+COUNTER_POLL_S = 0.001
+COUNTER_WAIT_S = 1.0
+# A window begun this soon after the last counter update was seen (a window's end: prefill's
+# end is decode's start) starts from that update where the counter has not moved since; one
+# begun later waits for the next, so that device work between windows is never taken for idle.
+BACK_TO_BACK_S = 0.05
+# A power sample can describe the device up to this many polling periods before a phase began:
+# it is read up to a period after the field's last update, and the field (on NVML, the mean
+# over its update period) covers up to a period before that update.
+SETTLE_PERIODS = 3
+# Why a token's energy is null although its GPU is metered: the GPU offers only the one-second
+# average; decode was shorter than a power sample of its own takes (`phase_energies`).
 PER_TOKEN_AVERAGE_ONLY = "per-token-average-only"
+PER_TOKEN_PHASE_SHORT = "per-token-phase-short"
 
 
 class EnergyUnavailableError(RuntimeError):
@@ -76,9 +93,19 @@ class Meter(Protocol):
 
     def end(self, name: str) -> Reading: ...
 
-    def interval_energies(self, intervals: Sequence[tuple[float, float]]) -> list[float | None]:
-        """Energy of each (start, end) wall-clock interval, or None where no timeline exists."""
+    def idle(self, seconds: float) -> Reading:
+        """A window of `seconds` with the device idle (a meter may learn idle power from it)."""
         ...
+
+    def interval_energies(self, phases: Phases) -> list[list[float | None]]:
+        """Energy of each (start, end) wall-clock interval of each phase, or None where no
+        timeline gives it."""
+        ...
+
+
+# Intervals of one kind of work each (prefill; decode's tokens), the first interval of each
+# starting when that work began.
+Phases = Sequence[Sequence[tuple[float, float]]]
 
 
 class EstimateMeter:
@@ -115,8 +142,13 @@ class EstimateMeter:
             end=time.time(),
         )
 
-    def interval_energies(self, intervals: Sequence[tuple[float, float]]) -> list[float | None]:
-        return [None] * len(intervals)  # no timeline: per-token energy is not estimated
+    def idle(self, seconds: float) -> Reading:
+        self.begin("idle")
+        time.sleep(seconds)
+        return self.end("idle")
+
+    def interval_energies(self, phases: Phases) -> list[list[float | None]]:
+        return [[None] * len(phase) for phase in phases]  # no timeline: not estimated
 
 
 @dataclass(frozen=True)
@@ -209,6 +241,180 @@ def _around(
     return timeline[first : bisect.bisect_right(times, end)]
 
 
+def phase_energies(
+    timeline: Sequence[tuple[float, float]],
+    intervals: Sequence[tuple[float, float]],
+    settle_s: float,
+) -> list[float | None]:
+    """Energy (J) of each interval of one phase (its work began at the first interval's start)
+    from a change-only power timeline, using only what was read of that phase.
+
+    A sample can describe the device up to `settle_s` before it was read (the poller's period
+    and the power field's own averaging): the samples of a phase's first `settle_s` may still
+    show the phase before it (prefill's 600 W in decode's first tokens). So the power in effect
+    `settle_s` after the phase began is held back to its start, and later samples hold forward
+    as usual: the phase's first tokens get its own power, not null, since a null among a
+    task's first decode tokens would make the like-with-like amplification fall back to time
+    for every task (amplification.table), and decode's power is what they drew. A phase
+    shorter than `settle_s` has no sample of its own: its intervals are null (rather than
+    given the phase before's power, or the one after's), as they are where no sample exists
+    by then."""
+    if not intervals:
+        return []
+    start = intervals[0][0]
+    settled = start + settle_s
+    if max(end for _, end in intervals) < settled:
+        return [None] * len(intervals)
+    times = [t for t, _ in timeline]
+    at = bisect.bisect_right(times, settled) - 1
+    if at < 0:
+        return [None] * len(intervals)
+    own = [(start, timeline[at][1]), *timeline[at + 1 :]]
+    return [held_energy(own, a, b) for a, b in intervals]
+
+
+@dataclass(frozen=True)
+class Update:
+    """An update of an energy counter as polling saw it: the counter's value (J) and when it
+    changed (time.time(), midway between the read that last saw the old value and the one
+    that saw the new)."""
+
+    joules: float
+    at: float
+
+
+def next_updates(
+    reads: Mapping[int, Callable[[], float]],
+    poll_s: float = COUNTER_POLL_S,
+    timeout_s: float = COUNTER_WAIT_S,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[int, Update] | None:
+    """Poll each counter until it moves from the value it has now: each one's next update.
+    None if one does not move within `timeout_s`."""
+    seen = {index: (read(), clock()) for index, read in reads.items()}
+    deadline = clock() + timeout_s
+    updates: dict[int, Update] = {}
+    while len(updates) < len(reads):
+        if clock() > deadline:
+            return None
+        sleep(poll_s)
+        for index, read in reads.items():
+            if index in updates:
+                continue
+            value, now = read(), clock()
+            before, then = seen[index]
+            if value != before:
+                updates[index] = Update(value, (then + now) / 2)
+            seen[index] = (value, now)
+    return updates
+
+
+def window_energy(
+    start: Update, end: Update, work: tuple[float, float], idle_w: float | None
+) -> float:
+    """Energy (J) of work done over `work` (wall-clock start and end) between two counter
+    updates: what the counter gained, less the idle power over the time between the updates
+    that is outside the work (the wait for the update after it). Where idle power is not
+    known, that time's energy stays in."""
+    gained = end.joules - start.joules
+    if idle_w is None:
+        return gained
+    outside = max(0.0, work[0] - start.at) + max(0.0, end.at - work[1])
+    return gained - idle_w * outside
+
+
+class GpuCounters:
+    """The metered GPUs' NVML energy counters, read through Zeus where they update.
+
+    A counter that updates every ~100 ms holds, when read, the energy up to its last update: a
+    window read at its two edges, as Zeus's `begin_window`/`end_window` do, is the window moved
+    back by up to an update at each edge. For phases back to back that moves energy between
+    them: decode's window gains the end of prefill at prefill's power and loses its own end at
+    decode's. Here a window opens at an update (the one that closed the window just before,
+    where it begins straight after it and the counters have not moved since, so that
+    back-to-back windows share it; else the next) and closes at the first update after its
+    work, with nothing but the idle device between those updates and the work: the device must
+    do nothing between windows that share an update (the decoding loop synchronises it at
+    every window's end). That idle time is subtracted at the idle power `idle()` measured
+    (update to update), and left in before one is measured.
+
+    Each wait lasts half an update on average, a whole one at most, and nearly a whole one
+    after a window much shorter than an update. A task waits at prefill's start, at the end
+    of each prefill attempt (usually two: one pass, then enough passes for the window; the
+    first is short), the last of which is decode's start, and at decode's end: on a 100 ms
+    counter about 0.25-0.35 s a task (0.33 s measured on the simulated NVML); decode found by
+    subtraction waits twice more.
+
+    A counter that does not move within `COUNTER_WAIT_S` (a stalled or virtualised one) is then
+    read at the window's edges without waiting, and the log says so once.
+    """
+
+    def __init__(self, indices: Sequence[int], log: Callable[[str], None] | None = None) -> None:
+        from zeus.device import get_gpus
+
+        gpus = get_gpus()
+        lacking = [i for i in indices if not gpus.supports_get_total_energy_consumption(i)]
+        if lacking:
+            raise EnergyUnavailableError(
+                f"GPU(s) {lacking} have no NVML energy counter (older than Volta): "
+                "their energy cannot be metered in windows"
+            )
+        self._reads = {
+            index: (lambda index=index: gpus.get_total_energy_consumption(index) / 1000.0)
+            for index in indices
+        }
+        self._log = log
+        self._waits = True
+        self._last: dict[int, Update] = {}
+        self._waited = 0.0  # when the last wait ended (time.time())
+        self.idle_w: dict[int, float] = {}
+
+    def _await(self, indices: Sequence[int]) -> None:
+        reads = {index: self._reads[index] for index in indices}
+        updates = next_updates(reads) if self._waits and reads else None
+        if updates is None:
+            if self._waits and reads:
+                self._waits = False
+                if self._log is not None:
+                    self._log(
+                        f"NVML energy counter did not move in {COUNTER_WAIT_S} s: windows read "
+                        "it at their edges from now on, off by up to an update each"
+                    )
+            now = time.time()
+            updates = {index: Update(read(), now) for index, read in reads.items()}
+        self._last.update(updates)
+        self._waited = time.time()
+
+    def open(self) -> dict[int, Update]:
+        """The update each counter's window starts from."""
+        back_to_back = self._waits and time.time() - self._waited < BACK_TO_BACK_S
+        moved = [
+            index
+            for index, read in self._reads.items()
+            if not back_to_back or index not in self._last or read() != self._last[index].joules
+        ]
+        self._await(moved)
+        return {index: self._last[index] for index in self._reads}
+
+    def close(
+        self, opened: Mapping[int, Update], work: tuple[float, float], idle: bool = False
+    ) -> float:
+        """The GPUs' energy over `work`, from the updates `opened` to the next ones; with
+        `idle` (nothing ran), each GPU's idle power is learnt from them first."""
+        self._await(list(self._reads))
+        closed = {index: self._last[index] for index in self._reads}
+        if idle:
+            for index, end in closed.items():
+                start = opened[index]
+                if end.at > start.at:
+                    self.idle_w[index] = (end.joules - start.joules) / (end.at - start.at)
+        return sum(
+            window_energy(opened[index], closed[index], work, self.idle_w.get(index))
+            for index in self._reads
+        )
+
+
 def gpu_names(indices: Sequence[int]) -> dict[int, str]:
     from zeus.device import get_gpus
 
@@ -256,8 +462,48 @@ def _torch_has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+class RaplWindows:
+    """Named windows on RAPL through Zeus: the packages' energy, and their DRAM's (None where
+    they report none)."""
+
+    def __init__(self, cpus: Sequence[int]) -> None:
+        from zeus.monitor import ZeusMonitor
+
+        self._monitor = ZeusMonitor(gpu_indices=[], cpu_indices=list(cpus))
+
+    def begin(self, name: str) -> None:
+        self._monitor.begin_window(name, sync_execution=False)
+
+    def end(self, name: str) -> tuple[float, float | None]:
+        measurement = self._monitor.end_window(name, sync_execution=False)
+        dram = measurement.dram_energy or {}
+        package = float(sum((measurement.cpu_energy or {}).values()))
+        return package, float(sum(dram.values())) if dram else None
+
+
+class NoHost:
+    """The host beside a GPU where it is not read."""
+
+    def begin(self, name: str) -> None:
+        return None
+
+    def end(self, name: str) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class _Open:
+    """A window begun: its work's start (time.time(), perf_counter()) and the GPUs' updates it
+    starts from (none on RAPL)."""
+
+    start: float
+    perf: float
+    updates: Mapping[int, Update]
+
+
 class ZeusMeter:
-    """Named windows over Zeus's monitors: one for the accelerator, one for the host."""
+    """Named windows over Zeus: NVML's counters for GPUs (at their updates, `GpuCounters`) or
+    RAPL for CPU packages, and RAPL for the host beside a GPU."""
 
     def __init__(
         self,
@@ -268,8 +514,6 @@ class ZeusMeter:
         power_update_period_s: float = DEFAULT_POWER_UPDATE_PERIOD_S,
         log: Any = None,
     ) -> None:
-        from zeus.monitor import ZeusMonitor
-
         self.accelerator = accelerator
         on_gpu = accelerator.kind == "gpu"
         if min_window_s is None:
@@ -277,20 +521,22 @@ class ZeusMeter:
         self.min_window_s = min_window_s
         self.measured = True
         self.covers_cpu = not on_gpu
+        self._gpus: GpuCounters | None = None
+        self._rapl: RaplWindows | None = None
         if on_gpu:
             self.device = gpu_labels(accelerator.indices)
             self.source = "zeus:nvml"
-            self._monitor = ZeusMonitor(gpu_indices=list(accelerator.indices), cpu_indices=[])
+            self._gpus = GpuCounters(accelerator.indices, log)
         else:
             self.device = "cpu-package"
             self.source = "zeus:rapl"
-            self._monitor = ZeusMonitor(gpu_indices=[], cpu_indices=list(accelerator.indices))
+            self._rapl = RaplWindows(accelerator.indices)
         # The host beside a GPU: its own monitor, so a RAPL that fails cannot stop the GPU's.
-        self._host = None
+        self._host: RaplWindows | NoHost = NoHost()
         self.host_source: str | None = None
         if on_gpu and host_cpus:
             try:
-                self._host = ZeusMonitor(gpu_indices=[], cpu_indices=list(host_cpus))
+                self._host = RaplWindows(host_cpus)
                 self.host_source = "zeus:rapl"
             except Exception as error:  # unreadable RAPL: host energy stays null
                 if log is not None:
@@ -300,6 +546,7 @@ class ZeusMeter:
         self._power = None
         self.per_token_flag: str | None = None
         self.power_update_period_s = power_update_period_s
+        self.settle_s = SETTLE_PERIODS * power_update_period_s
         if power_timeline and on_gpu:
             if instant_power_readable(accelerator.indices):
                 from zeus.monitor.power import PowerMonitor
@@ -313,7 +560,7 @@ class ZeusMeter:
                 )
             else:
                 self.per_token_flag = PER_TOKEN_AVERAGE_ONLY
-        self._starts: dict[str, float] = {}
+        self._open: dict[str, _Open] = {}
         self._cuda = on_gpu and _torch_has_cuda()
 
     def _synchronize(self) -> None:
@@ -327,55 +574,64 @@ class ZeusMeter:
 
     def begin(self, name: str) -> None:
         self._synchronize()
-        self._monitor.begin_window(name, sync_execution=False)
-        if self._host is not None:
-            self._host.begin_window(name, sync_execution=False)
-        self._starts[name] = time.time()
+        updates = self._gpus.open() if self._gpus is not None else {}
+        if self._rapl is not None:
+            self._rapl.begin(name)
+        self._host.begin(name)  # after the GPUs' wait: the host's window is the work's alone
+        self._open[name] = _Open(time.time(), time.perf_counter(), updates)
 
-    def end(self, name: str) -> Reading:
+    def end(self, name: str, idle: bool = False) -> Reading:
+        """The window `name`'s reading; with `idle` (the device did nothing in it), the GPUs'
+        idle power is learnt from it, and their energy is that power x its time."""
         self._synchronize()
-        measurement = self._monitor.end_window(name, sync_execution=False)
-        host = self._host.end_window(name, sync_execution=False) if self._host else None
-        end = time.time()
-        if self.accelerator.kind == "gpu":
-            energy_j = float(sum(measurement.gpu_energy.values()))
-            host_j = None
-            if host is not None:
-                host_j = float(
-                    sum((host.cpu_energy or {}).values()) + sum((host.dram_energy or {}).values())
-                )
-        else:
-            energy_j = float(sum((measurement.cpu_energy or {}).values()))
-            dram = measurement.dram_energy or {}
-            host_j = float(sum(dram.values())) if dram else None
+        end, seconds = time.time(), time.perf_counter()
+        opened = self._open.pop(name)
+        host = self._host.end(name)
+        host_j = None if host is None else host[0] + (host[1] or 0.0)
+        if self._rapl is not None:
+            energy_j, host_j = self._rapl.end(name)  # the DRAM beside the packages is the host
+        elif self._gpus is not None:
+            energy_j = self._gpus.close(opened.updates, (opened.start, end), idle)
         return Reading(
             name=name,
-            seconds=float(measurement.time),
+            seconds=seconds - opened.perf,
             energy_j=energy_j,
             source=self.source,
-            start=self._starts.pop(name),
+            start=opened.start,
             end=end,
             measured=True,
             device=self.device,
             host_energy_j=host_j,
         )
 
-    def interval_energies(self, intervals: Sequence[tuple[float, float]]) -> list[float | None]:
-        """Accelerator energy of each interval from the instantaneous power timeline."""
+    def idle(self, seconds: float) -> Reading:
+        self.begin("idle")
+        time.sleep(seconds)
+        return self.end("idle", idle=True)
+
+    def interval_energies(self, phases: Phases) -> list[list[float | None]]:
+        """Accelerator energy of each interval from the instantaneous power timeline, each
+        phase from what was read of it alone (`phase_energies`)."""
+        intervals = [interval for phase in phases for interval in phase]
         if self._power is None or not intervals:
-            return [None] * len(intervals)
+            return [[None] * len(phase) for phase in phases]
         last = max(end for _, end in intervals)
         # Samples reach the timeline from Zeus's poller: let the one after `last` arrive.
         time.sleep(max(0.0, last + 2 * self.power_update_period_s - time.time()))
         lines = self._power.get_power_timeline("device_instant", end_time=last + 1.0)
         # The job's whole timeline, cut once to these intervals (held_energy scans what it gets).
         first = min(start for start, _ in intervals)
-        lines = {gpu: _around(line, first, last) for gpu, line in lines.items()}
-        energies: list[float | None] = []
-        for start, end in intervals:
-            parts = [held_energy(line, start, end) for line in lines.values()]
-            energies.append(None if None in parts else sum(p for p in parts if p is not None))
+        cut = [_around(lines.get(gpu, []), first, last) for gpu in self.accelerator.indices]
+        energies = []
+        for phase in phases:
+            per_gpu = [phase_energies(line, phase, self.settle_s) for line in cut]
+            energies.append([_total(parts) for parts in zip(*per_gpu, strict=True)])
         return energies
+
+
+def _total(parts: Sequence[float | None]) -> float | None:
+    """The sum over GPUs, or None where one of them has none."""
+    return None if None in parts else sum(p for p in parts if p is not None)
 
 
 def open_meter(
@@ -417,10 +673,9 @@ def open_meter(
 def measure_idle(meter: Meter, seconds: float) -> Reading:
     """Measure the metered device (or, for the estimate, this process) while it does nothing,
     for `seconds` but never less than the meter's shortest window: on NVML's ~100 ms counter a
-    0.5 s window is off by up to one update, 20%."""
-    meter.begin("idle")
-    time.sleep(max(seconds, meter.min_window_s))
-    return meter.end("idle")
+    0.5 s window is off by up to one update, 20%. A GPU meter takes this idle power for the
+    idle time its later windows hold (`GpuCounters`)."""
+    return meter.idle(max(seconds, meter.min_window_s))
 
 
 def power_w(reading: Reading) -> tuple[float | None, float | None]:

@@ -208,12 +208,16 @@ def decode_greedy(
         flags.append("no-decode")
 
     reading = prefill.reading
-    intervals = [(reading.start, reading.end), *list(itertools.pairwise(walls))]
-    energies = meter.interval_energies(intervals)
-    if energies[0] is not None:
-        energies[0] /= prefill.repeats
+    # Each phase's tokens from its own power samples: decode's first tokens must not hold the
+    # last sample of prefill (energy.phase_energies).
+    (first,), tokens = meter.interval_energies(
+        [[(reading.start, reading.end)], list(itertools.pairwise(walls))]
+    )
+    energies = [None if first is None else first / prefill.repeats, *tokens]
     if meter.per_token_flag:
         flags.append(meter.per_token_flag)
+    elif first is not None and None in tokens:  # a timeline, but no sample of decode's own
+        flags.append(energy.PER_TOKEN_PHASE_SHORT)
     return Decoded(
         prompt_tokens=int(input_ids.shape[1]),
         token_ids=token_ids,
@@ -322,6 +326,10 @@ class Context:
     @classmethod
     def of(cls, meter: Meter, idle: Reading | None) -> Context:
         idle_w, idle_host_w = energy.power_w(idle) if idle is not None else (None, None)
+        if not meter.measured:
+            # The estimate's idle "power" is this sleeping process's CPU time x watts per
+            # core, about a milliwatt: a model of no device at rest, so there is none.
+            idle_w = None
         return cls(
             energy_source=meter.source,
             metered_device=meter.device,
@@ -340,6 +348,8 @@ class Checks:
     seconds: float | None = 0.0
     energy_j: float | None = 0.0
     source: str | None = None
+    # Checks whose CPU time the sandbox could not report, counted at their wall time.
+    cpu_unmeasured: int = 0
 
 
 def record(
@@ -371,7 +381,9 @@ def record(
         "decode_host_energy_j": decoded.decode_host_energy_j,
         "prefill_repeats": decoded.prefill_repeats,
         "task_repeats": decoded.task_repeats,
-        "energy_flags": ",".join(decoded.flags),
+        "energy_flags": ",".join(
+            [*decoded.flags, *([CHECK_CPU_FROM_WALL] if checks.cpu_unmeasured else [])]
+        ),
         "check_s": checks.seconds,
         "check_energy_j": checks.energy_j,
         "check_energy_source": checks.source,
@@ -379,6 +391,7 @@ def record(
 
 
 RAPL_SHARE_SOURCE = "zeus:rapl-cpu-share"
+CHECK_CPU_FROM_WALL = "check-cpu-from-wall"
 
 
 def check_costs(
@@ -388,17 +401,20 @@ def check_costs(
 ) -> Checks:
     """A strategy's checks (the oracle's test runs): their wall time and energy. Where RAPL
     read the CPU packages over the task (`package`: their energy, and this process's own CPU
-    seconds then), the checks get the share of it that their child processes' CPU time has of
-    all CPU time spent; elsewhere their CPU time x the power of a busy core (an estimate; null
-    without one)."""
+    seconds then), the checks get the share of it that their CPU time, as the sandbox
+    measured it, has of all CPU time spent; elsewhere their CPU time x the power of a busy
+    core (an estimate; null without one)."""
+    unmeasured = stats.cpu_unmeasured
     if package is not None and package[0] is not None:
         package_j, own_cpu_s = package
         busy = own_cpu_s + stats.cpu_seconds
         share = stats.cpu_seconds / busy if busy > 0 else 0.0
-        return Checks(stats.seconds, package_j * share, RAPL_SHARE_SOURCE)
+        return Checks(stats.seconds, package_j * share, RAPL_SHARE_SOURCE, unmeasured)
     if not watts_per_core:
-        return Checks(stats.seconds, None, None)
-    return Checks(stats.seconds, stats.cpu_seconds * watts_per_core, energy.ESTIMATE_SOURCE)
+        return Checks(stats.seconds, None, None, unmeasured)
+    return Checks(
+        stats.seconds, stats.cpu_seconds * watts_per_core, energy.ESTIMATE_SOURCE, unmeasured
+    )
 
 
 def package_energy(meter: Meter, reading: Reading) -> float | None:

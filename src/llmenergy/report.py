@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import jinja2
 import polars as pl
 
-from llmenergy import aggregate, reference
+from llmenergy import aggregate, energy, reference
 
 
 class Column(NamedTuple):
@@ -556,7 +556,12 @@ def describe_idle(summary: pl.DataFrame) -> str:
     )
     for row in rows.sort("metered_device").iter_rows(named=True):
         watts = row["idle_power_w"]
-        if not watts:
+        if not watts and row["energy_source"] == energy.ESTIMATE_SOURCE:
+            parts.append(
+                f"none on {row['metered_device']} ({row['energy_source']}): the estimate "
+                "models a busy core, not a device at rest, so energy above idle is not known"
+            )
+        elif not watts:
             parts.append(f"not measured on {row['metered_device']} ({row['energy_source']})")
         else:
             parts.append(

@@ -3,19 +3,37 @@
 
 Usage: python nvml_generation.py SETTINGS_JSON
 SETTINGS: {"model_dir": ..., "energy": {...}, "tasks": [{"task_id", "prompt"}],
-           "max_new_tokens": N, "ignore_eos": bool, "check_cpu_s": seconds or null}
+           "max_new_tokens": N, "ignore_eos": bool, "check_cpu_s": seconds or null,
+           "runs": [{"workload", "tasks", "max_new_tokens"}] or null,
+           "step_s": {"prefill": seconds, "decode": seconds} or null,
+           "interleave": bool}
 With `check_cpu_s`, the strategy is `oracle`, and its check at every line end is a child
 process that burns that much CPU time and fails (the tiny model writes no code that parses,
 so the stopper takes every line end for a candidate).
+With `runs`, each is a workload generated in turn (by the same meter), in place of `tasks`
+and `max_new_tokens` (workload `w`); with `interleave`, task by task, a task of each in turn,
+and a task's own `step_s` (as the settings') holds while it is generated.
+The device is measured idle (`energy.idle_seconds`) before the first run only.
+Where the simulated NVML's spec names a `phase_log`, this process appends what its device
+does there (`PhaseLog`): `prefill@<workload>` from a forward pass without a cache,
+`decode@<workload>` from one with, `idle` from the end of each meter window on, so that a GPU
+with `phase_watts` draws what this process does. With `step_s`, a pass of that phase draws
+its power for exactly that long (the tiny model's passes are shorter) and is followed by idle:
+a decoded token then costs the same energy whatever the prompt's length (the tiny model on a
+CPU is quicker on short ones), a planted truth of no amplification.
 The model runs on the CPU; the meter is bound to a simulated GPU by `energy.gpus`. The last
-line of stdout is {"pid", "device", "records", "tokens", "monitor_s"}.
+line of stdout is {"pid", "device", "records", "tokens", "monitor_s"}; each token row holds
+its run's keys (model, workload, strategy, rep) beside the task's.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -47,6 +65,73 @@ def burning_check(cpu_s: float):
     return check
 
 
+class PhaseLog:
+    """What the simulated GPU does, as this process drives it: a forward pass without a cache
+    is prefill, one with a cache decode, and the device keeps at it (kernels queued back to
+    back) until the meter's window ends, where the decoding loop waits for the device, and it
+    idles. A phase with a step (`step_s`) draws its power for exactly that long a pass, and the
+    device idles from then to the next pass: each pass then costs the same energy, whatever
+    the prompt and however late a busy machine wakes this process up."""
+
+    def __init__(self, path: str | None, step_s: dict[str, float] | None) -> None:
+        self.file = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self.step_s = step_s or {}
+        self.workload = "w"
+        self.phase = "idle"
+        self.kind = "prefill"
+        self.started = 0.0
+
+    def write(self, phase: str, at: float | None = None) -> None:
+        if self.file is not None and phase != self.phase:
+            self.file.write(f"{time.time() if at is None else at:.6f} {phase}\n")
+            self.file.flush()  # the other processes read the log as it grows
+        self.phase = phase
+
+    def before(self, module, args, kwargs) -> None:
+        self.kind = "prefill" if kwargs.get("past_key_values") is None else "decode"
+        self.write(f"{self.kind}@{self.workload}")
+        self.started = time.time()
+
+    def after(self, module, args, kwargs, output) -> None:
+        step_s = self.step_s.get(self.kind)
+        if step_s:
+            # Written ahead of time, so that no reader sees the pass go on past its step.
+            end = max(self.started + step_s, time.time())
+            self.write("idle", at=end)
+            time.sleep(max(0.0, end - time.time()))
+
+    def attach(self, model: torch.nn.Module) -> None:
+        model.register_forward_pre_hook(self.before, with_kwargs=True)
+        model.register_forward_hook(self.after, with_kwargs=True)
+
+
+class IdleAtWindowEnds:
+    """The meter, with the simulated GPU idle from each window's end on."""
+
+    def __init__(self, meter: energy.Meter, phases: PhaseLog) -> None:
+        self.meter = meter
+        self.phases = phases
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.meter, name)
+
+    def end(self, name: str) -> energy.Reading:
+        self.phases.write("idle")
+        return self.meter.end(name)
+
+
+def interleaved(runs: list[dict]) -> list[dict]:
+    """Each run's tasks one at a time, the runs' first tasks first, then their second, ...: so
+    that a machine busier at some moments than others burdens every run alike."""
+    longest = max(len(run["tasks"]) for run in runs)
+    return [
+        {**run, "tasks": [run["tasks"][i]]}
+        for i in range(longest)
+        for run in runs
+        if i < len(run["tasks"])
+    ]
+
+
 def main() -> None:
     settings = json.loads(sys.argv[1])
     torch.set_num_threads(1)
@@ -61,25 +146,48 @@ def main() -> None:
             "stopper_for": lambda task, prompt: EveryLineOracle(check),
             "check_watts_per_core": 12.0,
         }
-    result = generation.run(
-        loaded,
-        settings["tasks"],
-        meter,
-        keys={"model": "tiny", "workload": "w", "strategy": "none", "rep": 1},
-        prompt_style="completion",
-        max_new_tokens=settings["max_new_tokens"],
-        max_prefill_repeats=settings["energy"].get("max_prefill_repeats", 256),
-        max_task_repeats=settings["energy"].get("max_task_repeats", 64),
-        idle_seconds=settings["energy"].get("idle_seconds", 0.0),
-        ignore_eos=settings.get("ignore_eos", False),
-        log=lambda line: print(line, file=sys.stderr),
-        **oracle,
+    phases = PhaseLog(
+        json.loads(Path(os.environ["FAKE_NVML_SPEC"]).read_text()).get("phase_log"),
+        settings.get("step_s"),
     )
+    phases.attach(loaded.model)
+    meter = IdleAtWindowEnds(meter, phases)
+    runs = settings.get("runs") or [
+        {"workload": "w", "tasks": settings["tasks"], "max_new_tokens": settings["max_new_tokens"]}
+    ]
+    if settings.get("interleave"):
+        runs = interleaved(runs)
+    records, tokens = [], []
+    for index, run in enumerate(runs):
+        phases.workload = run["workload"]
+        if settings.get("interleave"):  # one task a run
+            phases.step_s = {**(settings.get("step_s") or {}), **run["tasks"][0].get("step_s", {})}
+        keys = {"model": "tiny", "workload": run["workload"], "strategy": "none", "rep": 1}
+        idle_s = settings["energy"].get("idle_seconds", 0.0) if index == 0 else 0.0
+        result = generation.run(
+            loaded,
+            run["tasks"],
+            meter,
+            keys=keys,
+            prompt_style="completion",
+            max_new_tokens=run["max_new_tokens"],
+            max_prefill_repeats=settings["energy"].get("max_prefill_repeats", 256),
+            max_task_repeats=settings["energy"].get("max_task_repeats", 64),
+            idle_seconds=idle_s,
+            ignore_eos=settings.get("ignore_eos", False),
+            log=lambda line: print(line, file=sys.stderr),
+            **oracle,
+        )
+        records.extend(result.records)
+        tokens.extend({**keys, **row} for row in result.tokens)
+        # The model and the meter are warm after the first run: the others skip the short
+        # unrecorded generation that generation.run starts with (a second or so each).
+        generation.warm_up = lambda *args, **kwargs: None
     summary = {
-        "pid": __import__("os").getpid(),
+        "pid": os.getpid(),
         "device": meter.device,
-        "records": result.records,
-        "tokens": result.tokens,
+        "records": records,
+        "tokens": tokens,
         "monitor_s": time.time() - started,
     }
     print(json.dumps(summary), flush=True)

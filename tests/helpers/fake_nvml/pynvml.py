@@ -3,11 +3,17 @@ and the real Zeus code must still run on NVML as it behaves on one.
 
 Put this folder first on PYTHONPATH and point FAKE_NVML_SPEC at a JSON file:
     {"epoch": <time.time()>, "update_s": 0.1, "polls_dir": "<folder or null>",
+     "phase_log": "<file or null>",
      "gpus": [{"name": "...", "uuid": "...", "watts": 300.0,
                "high_watts": null, "period_s": null, "instant": true, "arch": 9,
-               "counter": "moving"}, ...]}
+               "counter": "moving", "phase_watts": null}, ...]}
 Each GPU draws `watts` (or a square wave between `watts` and `high_watts` with `period_s`),
-whatever the machine does. As NVML documents:
+whatever the machine does, unless it has `phase_watts` (as {"prefill": 600.0, "decode": 350.0})
+and the spec names a `phase_log`: then it draws what the generating process does. That
+process appends a line `<time.time()> <phase>` to the log whenever its work changes (a phase
+`prefill@long` draws `phase_watts["prefill@long"]` where given, else `phase_watts["prefill"]`);
+from the last line on, the GPU draws that phase's power, and its own `watts` (idle) in a
+phase it has no power for, and before the first line. As NVML documents:
 - the total-energy counter (mJ) advances with that power and changes only every `update_s`;
 - the instantaneous power field is the mean power of the last update period, refreshed every
   update period; GPUs with `"instant": false` answer NOT_SUPPORTED for it (as GPUs that only
@@ -15,18 +21,19 @@ whatever the machine does. As NVML documents:
 - the average power field is the mean over the last second;
 - `"counter": "frozen"` holds the energy counter still and `"unsupported"` answers
   NOT_SUPPORTED for it (as some virtualised GPUs may), for the GPU kit's gate.
-Everything is computed from the clock and the spec, so the spawned processes of Zeus's power
-monitor see the same GPUs. Each power-field read appends its time to `polls_dir/<pid>` when
-`polls_dir` is set, so a test can tell how often the monitor polls.
+Everything is computed from the clock, the spec and the phase log, so the spawned processes of
+Zeus's power monitor see the same GPUs. Each power-field read appends its time to
+`polls_dir/<pid>` when `polls_dir` is set, so a test can tell how often the monitor polls.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 NVML_SUCCESS = 0
@@ -95,8 +102,8 @@ def _gpu(handle: _Handle) -> dict[str, Any]:
     return _spec()["gpus"][handle.index]
 
 
-def _energy_j(gpu: dict[str, Any], seconds: float) -> float:
-    """Energy drawn from the epoch to `seconds` after it."""
+def _base_energy_j(gpu: dict[str, Any], seconds: float) -> float:
+    """Energy the GPU draws by its own `watts` (and square wave) from the epoch to `seconds`."""
     low = float(gpu["watts"])
     high, period = gpu.get("high_watts"), gpu.get("period_s")
     if high is None or not period:
@@ -106,17 +113,84 @@ def _energy_j(gpu: dict[str, Any], seconds: float) -> float:
     return full * half * (low + high) + min(rest, half) * low + max(0.0, rest - half) * high
 
 
+@dataclass
+class _PhaseLog:
+    """The phase log as read so far: each line's time (seconds from the epoch) and phase, and
+    per GPU the energy drawn up to each line. Read on from where the last read stopped: every
+    NVML call of every process reads it."""
+
+    offset: int = 0
+    times: list[float] = field(default_factory=list)
+    phases: list[str] = field(default_factory=list)
+    energies: dict[int, list[float]] = field(default_factory=dict)
+
+
+_LOGS: dict[str, _PhaseLog] = {}
+
+
+def _phase_log(spec: dict[str, Any]) -> _PhaseLog:
+    path = spec["phase_log"]
+    log = _LOGS.setdefault(path, _PhaseLog())
+    try:
+        with open(path, "rb") as file:
+            file.seek(log.offset)
+            new = file.read()
+    except FileNotFoundError:  # nothing generated yet
+        return log
+    complete = new[: new.rfind(b"\n") + 1]  # a line still being written waits for the next read
+    log.offset += len(complete)
+    for line in complete.decode().splitlines():
+        stamp, phase = line.split()
+        log.times.append(float(stamp) - spec["epoch"])
+        log.phases.append(phase)
+    return log
+
+
+def _phase_power(gpu: dict[str, Any], phase: str) -> float | None:
+    watts = gpu["phase_watts"]
+    return watts.get(phase, watts.get(phase.partition("@")[0]))
+
+
+def _segment_j(gpu: dict[str, Any], phase: str, start: float, end: float) -> float:
+    """Energy drawn from `start` to `end` (seconds from the epoch) in `phase`."""
+    watts = _phase_power(gpu, phase)
+    if watts is None:
+        return _base_energy_j(gpu, end) - _base_energy_j(gpu, start)
+    return float(watts) * (end - start)
+
+
+def _energy_j(spec: dict[str, Any], index: int, seconds: float) -> float:
+    """Energy GPU `index` drew from the epoch to `seconds` after it."""
+    gpu = spec["gpus"][index]
+    if not gpu.get("phase_watts") or not spec.get("phase_log"):
+        return _base_energy_j(gpu, seconds)
+    log = _phase_log(spec)
+    line = bisect.bisect_right(log.times, seconds) - 1
+    if line < 0:
+        return _base_energy_j(gpu, seconds)
+    energies = log.energies.setdefault(index, [])
+    while len(energies) <= line:  # the energy up to each line, each segment added once
+        i = len(energies)
+        if i == 0:
+            energies.append(_base_energy_j(gpu, log.times[0]))
+        else:
+            segment = _segment_j(gpu, log.phases[i - 1], log.times[i - 1], log.times[i])
+            energies.append(energies[-1] + segment)
+    return energies[line] + _segment_j(gpu, log.phases[line], log.times[line], seconds)
+
+
 def _tick(spec: dict[str, Any]) -> float:
     """Seconds from the epoch to the counter's last update."""
     update_s = float(spec["update_s"])
     return math.floor((time.time() - spec["epoch"]) / update_s) * update_s
 
 
-def _mean_power_mw(gpu: dict[str, Any], end: float, span: float) -> int:
+def _mean_power_mw(spec: dict[str, Any], index: int, end: float, span: float) -> int:
     start = max(0.0, end - span)
     if end <= start:
-        return int(float(gpu["watts"]) * 1000)
-    return int(1000 * (_energy_j(gpu, end) - _energy_j(gpu, start)) / (end - start))
+        return int(float(spec["gpus"][index]["watts"]) * 1000)
+    energy = _energy_j(spec, index, end) - _energy_j(spec, index, start)
+    return int(1000 * energy / (end - start))
 
 
 def _count_poll() -> None:
@@ -171,7 +245,7 @@ def nvmlDeviceGetTotalEnergyConsumption(handle: _Handle) -> int:
         raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
     if counter == "frozen":
         return COUNTER_BASE_MJ
-    return COUNTER_BASE_MJ + int(1000 * _energy_j(gpu, _tick(spec)))
+    return COUNTER_BASE_MJ + int(1000 * _energy_j(spec, handle.index, _tick(spec)))
 
 
 class _Value:
@@ -190,18 +264,17 @@ def nvmlDeviceGetFieldValues(handle: _Handle, fields: list[tuple[int, int]]) -> 
     spec, gpu = _spec(), _gpu(handle)
     tick = _tick(spec)
     values = []
-    for field, scope in fields:
+    for field_id, scope in fields:
         if scope == NVML_POWER_SCOPE_MEMORY:
             values.append(_FieldValue(NVML_ERROR_NOT_SUPPORTED, 0))
-        elif field == NVML_FI_DEV_POWER_INSTANT:
+        elif field_id == NVML_FI_DEV_POWER_INSTANT:
             if not gpu.get("instant", True):
                 values.append(_FieldValue(NVML_ERROR_NOT_SUPPORTED, 0))
             else:
-                values.append(
-                    _FieldValue(NVML_SUCCESS, _mean_power_mw(gpu, tick, spec["update_s"]))
-                )
-        elif field == NVML_FI_DEV_POWER_AVERAGE:
-            values.append(_FieldValue(NVML_SUCCESS, _mean_power_mw(gpu, tick, 1.0)))
+                power = _mean_power_mw(spec, handle.index, tick, spec["update_s"])
+                values.append(_FieldValue(NVML_SUCCESS, power))
+        elif field_id == NVML_FI_DEV_POWER_AVERAGE:
+            values.append(_FieldValue(NVML_SUCCESS, _mean_power_mw(spec, handle.index, tick, 1.0)))
         else:
             values.append(_FieldValue(NVML_ERROR_NOT_SUPPORTED, 0))
     return values
@@ -209,7 +282,8 @@ def nvmlDeviceGetFieldValues(handle: _Handle, fields: list[tuple[int, int]]) -> 
 
 def nvmlDeviceGetPowerUsage(handle: _Handle) -> int:
     """The plain power reading: a one-second average, as on Hopper."""
-    return _mean_power_mw(_gpu(handle), _tick(_spec()), 1.0)
+    spec = _spec()
+    return _mean_power_mw(spec, handle.index, _tick(spec), 1.0)
 
 
 def nvmlDeviceGetPowerManagementLimit(handle: _Handle) -> int:
