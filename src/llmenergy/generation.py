@@ -461,9 +461,11 @@ def run(
     the end-of-sequence token is decoded past like any other.
 
     After the warm-up and before the first task, the metered device is measured idle for
-    `idle_seconds`; every record carries that power. A task's checks are waited for before the
-    next task's windows open. A decode window too short for the meter is measured again with
-    the whole task repeated (decode_by_subtraction, at most `max_task_repeats` passes).
+    `idle_seconds` (not the estimate's: it models no device); every record carries that power,
+    and a GPU meter subtracts it from the idle moments its windows hold. A task's checks are
+    waited for before the next task's windows open. A decode window too short for the meter is
+    measured again with the whole task repeated (decode_by_subtraction, at most
+    `max_task_repeats` passes).
     """
     if strategy != "none" and stopper_for is None:
         raise ValueError(f"strategy {strategy!r} needs a stopper")
@@ -474,7 +476,7 @@ def run(
     idle = None
     if tasks:
         warm_up(loaded, meter, tasks[0], prompt_style, prompt_budget)
-        if idle_seconds > 0:
+        if idle_seconds > 0 and meter.measured:  # the estimate has no device to rest
             idle = energy.measure_idle(meter, idle_seconds)
             log(f"idle {meter.device}: {energy.power_w(idle)[0]} W over {idle.seconds:.1f} s")
     context = Context.of(meter, idle)
