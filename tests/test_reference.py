@@ -249,7 +249,7 @@ def render_with_script(tmp_path: Path, root: Path, summary: pl.DataFrame) -> str
         params=SimpleNamespace(
             config={
                 "energy": {"watts_per_core": 10.0},
-                "babble": {"threshold": 0.2},
+                "babble": {"threshold": 0.2, "cap_share": 0.5},
                 "generation": {"ignore_eos": False},
                 "workloads": {"he": {"dataset": "humaneval", "limit": 2}},
             },

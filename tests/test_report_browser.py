@@ -121,6 +121,7 @@ def test_report_of_long_values_and_wide_figures_fits_a_laptop(tmp_path: Path):
         ],
         "datasets": [{"dataset": "longbench-code-completion-long", "sha256": "d" * 64}],
         "babble_threshold": 0.2,
+        "babble_cap_share": 0.5,
         "ignore_eos": False,
         "tasks": report.task_selection(
             {
