@@ -326,10 +326,6 @@ class Context:
     @classmethod
     def of(cls, meter: Meter, idle: Reading | None) -> Context:
         idle_w, idle_host_w = energy.power_w(idle) if idle is not None else (None, None)
-        if not meter.measured:
-            # The estimate's idle "power" is this sleeping process's CPU time x watts per
-            # core, about a milliwatt: a model of no device at rest, so there is none.
-            idle_w = None
         return cls(
             energy_source=meter.source,
             metered_device=meter.device,
