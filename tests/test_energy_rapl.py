@@ -5,13 +5,12 @@ the CPU is metered on the CPU package (its accelerator); DRAM is host energy, ap
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers.fake_rapl import ROOT, FakeRapl
+from helpers.fake_rapl import RAPL, FakeRapl, cannot_fabricate
 
 HARNESS = Path(__file__).parent / "helpers" / "zeus_generation.py"
 PACKAGE_W, DRAM_W = 25.0, 5.0
@@ -22,7 +21,7 @@ LEAD_S = 0.4
 ROUNDING_J = 4e-6
 
 needs_fake_rapl = pytest.mark.skipif(
-    Path("/sys/class/powercap/intel-rapl").exists() or ROOT.exists() or os.geteuid() != 0,
+    cannot_fabricate(),
     reason="needs root, no real RAPL and no /zeus_sys (the fake tree goes there)",
 )
 
@@ -89,4 +88,4 @@ def test_zeus_rapl_phase_energy_matches_known_power(tiny_model_dir: Path):
     assert_energy_of_window(
         record["decode_host_energy_j"], record["decode_s"], decode, rapl.staleness(*decode), DRAM_W
     )
-    assert not ROOT.exists()
+    assert not RAPL.exists()

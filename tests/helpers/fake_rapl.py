@@ -26,11 +26,19 @@ from pathlib import Path
 from zeus.device.cpu.rapl import RAPL_COUNTER_MAX_INCREASE
 
 ROOT = Path("/zeus_sys")
-ZONE = ROOT / "class/powercap/intel-rapl/intel-rapl:0"
+RAPL = ROOT / "class/powercap/intel-rapl"  # what Zeus looks for; ROOT itself may be a mount
+ZONE = RAPL / "intel-rapl:0"
 DRAM = ZONE / "intel-rapl:0:0"
 TMP = ROOT / "tmp"
 IN_OPEN = 0x20  # inotify: a file in the watched folder was opened
 EVENT = struct.Struct("iIII")  # struct inotify_event without its name: wd, mask, cookie, len
+
+
+def cannot_fabricate() -> bool:
+    """Whether a fake tree cannot go here: the host has real RAPL, a RAPL tree sits at ROOT
+    already, or the tests do not run as root. CI mounts a private tmpfs at ROOT for the lane
+    that fabricates, so that Zeus in the other lane's jobs never finds this tree."""
+    return Path("/sys/class/powercap/intel-rapl").exists() or RAPL.exists() or os.geteuid() != 0
 
 
 def _write(path: Path, text: str) -> None:
@@ -97,6 +105,7 @@ class FakeRapl:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._advance, daemon=True)
         self._opens: _Opens | None = None
+        self._made_root = False
 
     def _energy(self, zone: Path, moment: float) -> float:
         return self.offsets[zone] + self.rates[zone] * (moment - self.started_at)
@@ -159,8 +168,9 @@ class FakeRapl:
         return max(spans)
 
     def __enter__(self) -> FakeRapl:
-        if ROOT.exists():
-            raise FileExistsError(f"{ROOT} exists already; refusing to overwrite it")
+        if RAPL.exists():
+            raise FileExistsError(f"{RAPL} exists already; refusing to overwrite it")
+        self._made_root = not ROOT.exists()
         TMP.mkdir(parents=True)
         for zone, name in ((ZONE, "package-0"), (DRAM, "dram")):
             zone.mkdir(parents=True)
@@ -188,4 +198,7 @@ class FakeRapl:
         self._thread.join()
         if self._opens is not None:
             self._opens.close()
-        shutil.rmtree(ROOT, ignore_errors=True)
+        for made in (ROOT / "class", TMP):
+            shutil.rmtree(made, ignore_errors=True)
+        if self._made_root:
+            ROOT.rmdir()
