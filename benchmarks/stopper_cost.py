@@ -46,13 +46,14 @@ def decode_step_seconds(loaded, steps: int = 64) -> float:
 
 def stopper_step_seconds(loaded, tasks: list[dict], strategy: str, style: str) -> float:
     total, steps = 0.0, 0
+    run_strategy = stopping.for_run(strategy, style)
     for task in tasks:
         body = task["canonical_solution"] + BABBLE
         output = (
             body if style == "completion" else f"```python\n{task['prompt']}{body}```\nIt works."
         )
         ids = loaded.tokenizer(output, add_special_tokens=False).input_ids
-        stopper = stopping.make(strategy, stopping.StopTask(task, style))
+        stopper = run_strategy.for_task(task)
         detokenizer = IncrementalDetokenizer(loaded.tokenizer)
         start = time.perf_counter()
         for token in ids:

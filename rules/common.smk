@@ -166,7 +166,7 @@ def strategy_file(wildcards):
 def strategy_sandbox(wildcards):
     """The evaluation settings, for a strategy that runs model output while decoding (the
     oracle): only its jobs re-run when they change."""
-    return config["evaluation"] if stopping.get(wildcards.strategy).runs_code else None
+    return config["evaluation"] if stopping.runs_code(wildcards.strategy) else None
 
 
 # What a GPU measured, shipped with the workflow (docs/design.md, "The report and its claims").

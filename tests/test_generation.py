@@ -8,7 +8,8 @@ import itertools
 import pytest
 import torch
 
-from llmenergy import energy, generation, models, workloads
+from llmenergy import energy, generation, models, stopping, workloads
+from llmenergy.generation_settings import GenerationSettings
 
 PROMPT = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
 
@@ -98,11 +99,10 @@ def test_run_writes_one_record_per_task(tiny_model):
         tiny_model,
         tasks,
         energy.EstimateMeter(10.0),
-        keys=keys,
-        prompt_style="completion",
-        max_new_tokens=6,
+        stopping.for_run(stopping.BASELINE, "completion"),
+        GenerationSettings("completion", max_new_tokens=6, idle_seconds=0.05),
+        keys,
         log=lines.append,
-        idle_seconds=0.05,
     )
     assert [r["task_id"] for r in result.records] == ["T/0", "T/1", "T/2"]
     # The estimate models a busy core: a sleeping process's CPU time is no idle power.
@@ -112,16 +112,11 @@ def test_run_writes_one_record_per_task(tiny_model):
         tokens = [t for t in result.tokens if t["task_id"] == record["task_id"]]
         assert len(tokens) == record["output_tokens"]
         assert record["energy_source"] == energy.ESTIMATE_SOURCE
+    # A stopper's cut is recorded as its strategy's stop reason: one without a name is refused.
+    stopper = stopping.for_run("syntax", "completion").for_task(tasks[0])
+    input_ids = generation.encode(tiny_model, tasks[0], "completion")
     with pytest.raises(ValueError, match="strategy"):
-        generation.run(
-            tiny_model,
-            tasks,
-            energy.EstimateMeter(1.0),
-            keys=keys,
-            prompt_style="completion",
-            max_new_tokens=2,
-            strategy="syntax",
-        )
+        generation.decode_greedy(tiny_model, input_ids, 2, energy.EstimateMeter(1.0), 4, stopper)
 
 
 def test_ignore_eos_decodes_exactly_max_new_tokens(tiny_model):
@@ -139,10 +134,9 @@ def test_ignore_eos_decodes_exactly_max_new_tokens(tiny_model):
             with_eos,
             task,
             meter,
-            keys=keys,
-            prompt_style="completion",
-            max_new_tokens=10,
-            ignore_eos=ignore,
+            stopping.for_run(stopping.BASELINE, "completion"),
+            GenerationSettings("completion", max_new_tokens=10, ignore_eos=ignore),
+            keys,
             log=lambda _: None,
         ).records[0]
         for ignore in (False, True)

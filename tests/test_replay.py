@@ -10,7 +10,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from llmenergy import datasets, models, records, replay, workloads
+from llmenergy import datasets, models, records, replay, stopping, workloads
+from llmenergy.generation_settings import GenerationSettings
 
 from conftest import REPO, load_tiny_config, snakemake
 
@@ -33,6 +34,16 @@ def tokenizer(tiny_model_dir: Path):
     return replay.load_tokenizer(tiny_model_dir)  # SmolLM2's tokenizer, saved with the model
 
 
+def replayed(
+    tokenizer, tasks, path: Path, style: str, max_new_tokens: int, prompt_budget: int | None = None
+) -> replay.ReplayResult:
+    """The baseline's replay of the completions in `path`."""
+    settings = GenerationSettings(style, max_new_tokens, prompt_budget)
+    return replay.run(
+        tokenizer, tasks, path, stopping.for_run(stopping.BASELINE, style), settings, KEYS
+    )
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
@@ -47,9 +58,7 @@ def test_records_follow_the_generation_schema(humaneval, tokenizer, tmp_path: Pa
         {"task_id": "HumanEval/99", "completion": "not in the workload: ignored"},
     ]
     path = write_jsonl(tmp_path / "completions.jsonl", completions)
-    result = replay.run(
-        tokenizer, tasks, path, keys=KEYS, prompt_style="completion", max_new_tokens=100
-    )
+    result = replayed(tokenizer, tasks, path, "completion", max_new_tokens=100)
     table = records.frame(result.records, records.GENERATION_SCHEMA)
     assert table["task_id"].to_list() == [task["task_id"] for task in tasks]
     assert set(table["energy_source"]) == {"replay"}
@@ -73,19 +82,9 @@ def test_records_follow_the_generation_schema(humaneval, tokenizer, tmp_path: Pa
 def test_prompt_tokens_follow_the_style_and_budget(humaneval, tokenizer, tmp_path: Path) -> None:
     tasks = workloads.build(humaneval, "w", {"limit": 1, "shots": 2}).to_dicts()
     path = write_jsonl(tmp_path / "c.jsonl", [{"task_id": tasks[0]["task_id"], "completion": ""}])
-    chat = replay.run(
-        tokenizer, tasks, path, keys=KEYS, prompt_style="chat", max_new_tokens=8
-    ).records[0]
+    chat = replayed(tokenizer, tasks, path, "chat", max_new_tokens=8).records[0]
     assert chat["prompt_tokens"] == len(workloads.encode_prompt(tokenizer, tasks[0], "chat"))
-    cut = replay.run(
-        tokenizer,
-        tasks,
-        path,
-        keys=KEYS,
-        prompt_style="completion",
-        max_new_tokens=8,
-        prompt_budget=300,
-    ).records[0]
+    cut = replayed(tokenizer, tasks, path, "completion", 8, prompt_budget=300).records[0]
     assert cut["prompt_tokens"] <= 300
     assert chat["output_tokens"] == 1 and chat["stop_reason"] == "eos"
 
@@ -108,7 +107,7 @@ def test_bad_completion_files(humaneval, tokenizer, tmp_path: Path, lines, messa
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(replay.ReplayError, match=message):
-        replay.run(tokenizer, tasks, path, keys=KEYS, prompt_style="completion", max_new_tokens=8)
+        replayed(tokenizer, tasks, path, "completion", max_new_tokens=8)
 
 
 def test_prepare_saves_the_tokenizer_only(tmp_path: Path) -> None:

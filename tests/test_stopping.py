@@ -15,6 +15,7 @@ import yaml
 from helpers.report_tables import assert_frame_shown
 
 from llmenergy import configuration, datasets, energy, generation, stopping
+from llmenergy.generation_settings import GenerationSettings
 
 from conftest import REPO, load_tiny_config, snakemake
 
@@ -57,7 +58,29 @@ def test_what_each_built_in_strategy_needs():
     needs = {s.name: (s.needs_tests, s.runs_code) for s in stopping.registered()}
     assert needs["oracle"] == (True, True)
     assert needs["none"] == needs["stopwords"] == needs["syntax"] == (False, False)
-    assert stopping.make("none", stopping.StopTask({"task_id": "T"}, "completion")) is None
+    assert stopping.for_run("none", "completion").for_task({"task_id": "T"}) is None
+
+
+def test_a_strategy_that_runs_code_needs_the_sandbox_and_the_tasks_tests():
+    """The oracle is refused before any task where model output may not run, and for a task
+    without tests; the sandboxed check it is given is the one its stopper runs."""
+    assert stopping.runs_code("oracle") and not stopping.runs_code("syntax")
+    with pytest.raises(stopping.StrategyError, match=r"evaluation\.run_untrusted_code"):
+        stopping.for_run("oracle", "completion")
+    asked: list[str] = []
+
+    def check_for(task):
+        asked.append(task["task_id"])
+        return lambda output: (True, 0.0, 0.0)
+
+    oracle = stopping.for_run("oracle", "completion", check_for)
+    assert oracle.runs_code and not stopping.for_run("syntax", "completion", check_for).runs_code
+    with pytest.raises(stopping.StrategyError, match=r"T/1: strategy 'oracle' needs the task's"):
+        oracle.for_task({"task_id": "T/1", "prompt": "x = 1\n"})
+    task = {"task_id": "T/2", "prompt": "def f():\n", "entry_point": "f", "test": ""}
+    stopper = oracle.for_task(task)
+    assert stopper is not None and asked == ["T/2"]
+    assert stopper.finish().checks == 0
 
 
 def test_unknown_strategy_is_named_before_any_job(workdir: Path):
@@ -160,19 +183,19 @@ def test_a_registered_strategy_cuts_real_decoding(tiny_model, runs_code: bool):
     stopping.register(stopping.Strategy(name, lambda task: make(5), runs_code=runs_code))
     try:
         tasks = [{"task_id": f"T/{i}", "prompt": "def f(x):\n" + "    " * i} for i in range(2)]
+
+        # Its checks are its own (BilledCap bills them): the sandbox's is never called.
+        def check_for(task):
+            return lambda output: pytest.fail("the sandbox's check ran")
+
+        strategy = stopping.for_run(name, "completion", check_for if runs_code else None)
         result = generation.run(
             tiny_model,
             tasks,
             energy.EstimateMeter(10.0),
+            strategy,
+            GenerationSettings("completion", 40, ignore_eos=True, check_watts_per_core=8.0),
             keys={"model": "tiny", "workload": "w", "strategy": name, "rep": 1},
-            prompt_style="completion",
-            max_new_tokens=40,
-            strategy=name,
-            stopper_for=lambda task, prompt: stopping.make(
-                name, stopping.StopTask(task, "completion", prompt)
-            ),
-            check_watts_per_core=8.0,
-            ignore_eos=True,
         )
     finally:
         stopping.unregister(name)

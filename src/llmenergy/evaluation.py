@@ -61,6 +61,25 @@ def isolation_for(
     return isolation
 
 
+def checker(
+    config: dict[str, Any] | None, prompt_style: str, log: Callable[[str], None] = print
+) -> Callable[[dict[str, Any]], Callable[[str], tuple[bool, float, float | None]]] | None:
+    """Each task's check of an output prefix, its tests in the sandbox under the config's
+    isolation and limits (scoring.sandboxed_check), as the oracle and the babble metrics run
+    it; None where no evaluation settings are given or they forbid running model output."""
+    if config is None:
+        return None
+    isolation = isolation_for(config, log)
+    if isolation is None:
+        return None
+    limits = limits_from(config)
+
+    def check_for(task: dict[str, Any]) -> Callable[[str], tuple[bool, float, float | None]]:
+        return scoring.sandboxed_check(task, prompt_style, limits, isolation)
+
+    return check_for
+
+
 def _row(record: dict[str, Any], **values: Any) -> dict[str, Any]:
     row = {key: record[key] for key in KEYS}
     row.update({"passed": None, "passed_raw": None, "code_sim": None, "error_kind": None})

@@ -20,9 +20,8 @@ import torch
 from llmenergy import energy, models, stopping, workloads
 from llmenergy.detokenizer import IncrementalDetokenizer
 from llmenergy.energy import Meter, Reading
+from llmenergy.generation_settings import GenerationSettings
 from llmenergy.models import LoadedModel
-
-PROMPT_STYLES = ("completion", "chat")
 
 
 @dataclass
@@ -142,12 +141,15 @@ def decode_greedy(
     meter: Meter,
     max_prefill_repeats: int = 64,
     stopper: stopping.Stopper | None = None,
-    strategy: str = "none",
+    strategy: str | None = None,
 ) -> Decoded:
     """Greedy decoding of one prompt until EOS, `max_new_tokens` output tokens, or the
-    `stopper` of a babbling-suppression `strategy` finds the answer complete."""
+    `stopper` of a babbling-suppression `strategy` (its stop reason) finds the answer
+    complete."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if stopper is not None and not strategy:
+        raise ValueError("a stopper needs the name of its strategy (the stop reason it gives)")
     model, device, eos = loaded.model, loaded.device, loaded.eos_token_ids
 
     prefill = measure_prefill(loaded, input_ids, meter, max_prefill_repeats)
@@ -422,72 +424,69 @@ def package_energy(meter: Meter, reading: Reading) -> float | None:
 
 
 def warm_up(
-    loaded: LoadedModel, meter: Meter, task: dict[str, Any], style: str, budget: int | None
+    loaded: LoadedModel, meter: Meter, task: dict[str, Any], settings: GenerationSettings
 ) -> None:
     """One short unrecorded generation, so lazy initialisation is not billed to a task."""
-    decode_greedy(loaded, encode(loaded, task, style, budget), max_new_tokens=4, meter=meter)
+    input_ids = encode(loaded, task, settings.prompt_style, settings.prompt_budget)
+    decode_greedy(loaded, input_ids, max_new_tokens=4, meter=meter)
 
 
 def run(
     loaded: LoadedModel,
     tasks: Iterable[dict[str, Any]],
     meter: Meter,
-    *,
+    strategy: stopping.RunStrategy,
+    settings: GenerationSettings,
     keys: dict[str, Any],
-    prompt_style: str,
-    max_new_tokens: int,
-    strategy: str = "none",
-    stopper_for: Callable[[dict[str, Any], str], stopping.Stopper | None] | None = None,
-    check_watts_per_core: float | None = None,
-    max_prefill_repeats: int = 64,
-    prompt_budget: int | None = None,
-    ignore_eos: bool = False,
-    idle_seconds: float = 0.0,
-    max_task_repeats: int = 64,
     log: Callable[[str], None] = print,
 ) -> RunResult:
-    """Decode every task; return one record per task and one row per output token.
+    """Decode every task; return one record per task (with `keys`) and one row per output
+    token.
 
-    Prompts are rendered by workloads.prompt_and_ids (shots, chat template, middle cut to
-    `prompt_budget`). `stopper_for(task, prompt)` gives the stopper of `strategy` for a task
-    and the text the model reads (none for `none`). The
-    oracle's checks run in other processes: their time is `check_s`, and their CPU time x
-    `check_watts_per_core` is `check_energy_j` (an estimate; null without a power figure).
-    With `ignore_eos`, every task decodes exactly `max_new_tokens` (unless a stopper cuts):
-    the end-of-sequence token is decoded past like any other.
+    Prompts are rendered by workloads.prompt_and_ids (shots, chat template, middle cut to the
+    prompt budget); `strategy` gives each task's stopper. The oracle's checks run in other
+    processes: their time is `check_s`, their energy `check_energy_j` (check_costs). With
+    `ignore_eos`, the end-of-sequence token is decoded past like any other.
 
-    After the warm-up and before the first task, the metered device is measured idle for
-    `idle_seconds` (not the estimate's: it models no device); every record carries that power,
-    and a GPU meter subtracts it from the idle moments its windows hold. A task's checks are
-    waited for before the next task's windows open. A decode window too short for the meter is
-    measured again with the whole task repeated (decode_by_subtraction, at most
-    `max_task_repeats` passes).
+    After the warm-up and before the first task, the metered device is measured idle (not the
+    estimate's: it models no device); every record carries that power, and a GPU meter
+    subtracts it from the idle moments its windows hold. A task's checks are waited for
+    before the next task's windows open. A decode window too short for the meter is measured
+    again with the whole task repeated (decode_by_subtraction).
     """
-    if strategy != "none" and stopper_for is None:
-        raise ValueError(f"strategy {strategy!r} needs a stopper")
-    if ignore_eos:
+    if settings.ignore_eos:
         loaded = dataclasses.replace(loaded, eos_token_ids=frozenset())
     tasks = list(tasks)
     result = RunResult()
     idle = None
     if tasks:
-        warm_up(loaded, meter, tasks[0], prompt_style, prompt_budget)
-        if idle_seconds > 0 and meter.measured:  # the estimate has no device to rest
-            idle = energy.measure_idle(meter, idle_seconds)
+        warm_up(loaded, meter, tasks[0], settings)
+        if settings.idle_seconds > 0 and meter.measured:  # the estimate has no device to rest
+            idle = energy.measure_idle(meter, settings.idle_seconds)
             log(f"idle {meter.device}: {energy.power_w(idle)[0]} W over {idle.seconds:.1f} s")
     context = Context.of(meter, idle)
+    # Where RAPL reads the packages, one window over the task and its checks shares it out.
+    rapl_checks = (
+        strategy.runs_code and meter.measured and bool(meter.covers_cpu or meter.host_source)
+    )
     for index, task in enumerate(tasks, start=1):
-        prompt, ids = workloads.prompt_and_ids(loaded.tokenizer, task, prompt_style, prompt_budget)
-        stopper = stopper_for(task, prompt) if stopper_for is not None else None
+        prompt, ids = workloads.prompt_and_ids(
+            loaded.tokenizer, task, settings.prompt_style, settings.prompt_budget
+        )
+        stopper = strategy.for_task(task, prompt)
         input_ids = prompt_tensor(loaded, ids, task["task_id"])
-        runs_code = stopper is not None and stopping.get(strategy).runs_code
-        # Where RAPL reads the packages, one window over the task and its checks shares it out.
-        rapl_checks = runs_code and meter.measured and bool(meter.covers_cpu or meter.host_source)
-        if rapl_checks:
+        task_rapl_checks = rapl_checks and stopper is not None
+        if task_rapl_checks:
             meter.begin("checks")
             own_cpu_start = time.process_time()
         decoded = decode_greedy(
-            loaded, input_ids, max_new_tokens, meter, max_prefill_repeats, stopper, strategy
+            loaded,
+            input_ids,
+            settings.max_new_tokens,
+            meter,
+            settings.max_prefill_repeats,
+            stopper,
+            strategy.name,
         )
         checks = None
         task_s = decoded.prefill_s + decoded.decode_s  # before replays can replace decode_s
@@ -497,12 +496,14 @@ def run(
             stats = stopper.finish(wait=True)
             task_s += time.perf_counter() - waited
             package = None
-            if rapl_checks:
+            if task_rapl_checks:
                 reading = meter.end("checks")
                 package = (package_energy(meter, reading), time.process_time() - own_cpu_start)
             if stats is not None:
-                checks = check_costs(stats, check_watts_per_core, package)
-        decoded = decode_by_subtraction(loaded, input_ids, decoded, meter, max_task_repeats)
+                checks = check_costs(stats, settings.check_watts_per_core, package)
+        decoded = decode_by_subtraction(
+            loaded, input_ids, decoded, meter, settings.max_task_repeats
+        )
         completion = decoded.kept_text
         if completion is None:
             completion = completion_text(loaded, decoded.token_ids)

@@ -68,7 +68,7 @@ def _runs_code(config: dict[str, Any], workload: str) -> bool:
 def check_sandbox(config: dict[str, Any], pending: Pending) -> list[Finding]:
     """A strategy that runs code (the oracle) needs a sandbox to decode at all; HumanEval
     scoring goes on without one."""
-    running = sorted({s for _, _, s in pending.generations if stopping.get(s).runs_code})
+    running = sorted({s for _, _, s in pending.generations if stopping.runs_code(s)})
     decoding = sorted({w for _, w, s in pending.generations if s in running})
     scored = sorted({w for _, w, _ in pending.scores if _runs_code(config, w)})
     if not decoding and not scored:

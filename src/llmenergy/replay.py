@@ -13,13 +13,14 @@ cut to the cap and ends with `max_tokens`, as generation would have.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmenergy import records, stopping, workloads
 from llmenergy.detokenizer import IncrementalDetokenizer
+from llmenergy.generation_settings import GenerationSettings
 
 ENERGY_SOURCE = "replay"
 
@@ -69,17 +70,15 @@ def run(
     tokenizer: Any,
     tasks: Iterable[dict[str, Any]],
     completions_path: str | Path,
-    *,
+    strategy: stopping.RunStrategy,
+    settings: GenerationSettings,
     keys: dict[str, Any],
-    prompt_style: str,
-    max_new_tokens: int,
-    prompt_budget: int | None = None,
-    strategy: str = "none",
-    stopper_for: Callable[[dict[str, Any], str], Any] | None = None,
 ) -> ReplayResult:
-    """One record per task, from the given completion of each task of the workload. With a
-    stopping strategy, each completion is fed to its stopper token by token, as generation
-    would, and cut where the stopper finds the answer complete."""
+    """One record per task (with `keys`), from the given completion of each task of the
+    workload. Under a stopping strategy, each completion is fed to its stopper token by
+    token, as generation would, and cut where the stopper finds the answer complete; build the
+    strategy `synchronous` (stopping.for_run) so that the cut is the earliest passing line."""
+    max_new_tokens = settings.max_new_tokens
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     tasks = list(tasks)
@@ -100,12 +99,14 @@ def run(
         else:
             output_tokens, stop_reason = max_new_tokens, "max_tokens"
             completion = tokenizer.decode(ids[:max_new_tokens], skip_special_tokens=True)
-        prompt, prompt_ids = workloads.prompt_and_ids(tokenizer, task, prompt_style, prompt_budget)
-        stopper = stopper_for(task, prompt) if stopper_for is not None else None
+        prompt, prompt_ids = workloads.prompt_and_ids(
+            tokenizer, task, settings.prompt_style, settings.prompt_budget
+        )
+        stopper = strategy.for_task(task, prompt)
         if stopper is not None:
             kept, used, checks = replay_through(tokenizer, ids[:output_tokens], stopper)
             if kept is not None:
-                completion, output_tokens, stop_reason = kept, used, strategy
+                completion, output_tokens, stop_reason = kept, used, strategy.name
         result.records.append(
             {
                 **blank,

@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 
-from llmenergy import energy, generation, models
+from llmenergy import energy, generation, models, stopping
+from llmenergy.generation_settings import GenerationSettings
 from llmenergy.stopping.oracle import OracleStopper
 
 BURN = "import time\nend = time.process_time() + {}\nwhile time.process_time() < end: pass\n"
@@ -138,14 +139,15 @@ def main() -> None:
     loaded = models.load(settings["model_dir"], "tiny", {"dtype": "float32"})
     meter = energy.open_meter(settings["energy"], str(loaded.device), print)
     started = time.time()
-    oracle = {}
+    strategy = stopping.for_run(stopping.BASELINE, "completion")
+    check_watts_per_core = None
     if settings.get("check_cpu_s"):
         check = burning_check(settings["check_cpu_s"])
-        oracle = {
-            "strategy": "oracle",
-            "stopper_for": lambda task, prompt: EveryLineOracle(check),
-            "check_watts_per_core": 12.0,
-        }
+        every_line = stopping.Strategy(
+            "oracle", lambda task: EveryLineOracle(task.check), runs_code=True
+        )
+        strategy = stopping.RunStrategy(every_line, "completion", lambda task: check)
+        check_watts_per_core = 12.0
     phases = PhaseLog(
         json.loads(Path(os.environ["FAKE_NVML_SPEC"]).read_text()).get("phase_log"),
         settings.get("step_s"),
@@ -164,19 +166,23 @@ def main() -> None:
             phases.step_s = {**(settings.get("step_s") or {}), **run["tasks"][0].get("step_s", {})}
         keys = {"model": "tiny", "workload": run["workload"], "strategy": "none", "rep": 1}
         idle_s = settings["energy"].get("idle_seconds", 0.0) if index == 0 else 0.0
+        run_settings = GenerationSettings(
+            prompt_style="completion",
+            max_new_tokens=run["max_new_tokens"],
+            ignore_eos=settings.get("ignore_eos", False),
+            max_prefill_repeats=settings["energy"].get("max_prefill_repeats", 256),
+            max_task_repeats=settings["energy"].get("max_task_repeats", 64),
+            idle_seconds=idle_s,
+            check_watts_per_core=check_watts_per_core,
+        )
         result = generation.run(
             loaded,
             run["tasks"],
             meter,
-            keys=keys,
-            prompt_style="completion",
-            max_new_tokens=run["max_new_tokens"],
-            max_prefill_repeats=settings["energy"].get("max_prefill_repeats", 256),
-            max_task_repeats=settings["energy"].get("max_task_repeats", 64),
-            idle_seconds=idle_s,
-            ignore_eos=settings.get("ignore_eos", False),
+            strategy,
+            run_settings,
+            keys,
             log=lambda line: print(line, file=sys.stderr),
-            **oracle,
         )
         records.extend(result.records)
         tokens.extend({**keys, **row} for row in result.tokens)

@@ -6,7 +6,7 @@ Outputs: one row per output: answer end by syntax and by tests (tokens), babble 
 
 import polars as pl
 
-from llmenergy import babble, evaluation, logs, records, replay, scoring
+from llmenergy import babble, evaluation, logs, records, replay
 
 
 def main(smk) -> None:
@@ -15,14 +15,8 @@ def main(smk) -> None:
         tasks = {t["task_id"]: t for t in pl.read_parquet(smk.input.workload).to_dicts()}
         tokenizer = replay.load_tokenizer(smk.input.model)
         style = smk.params.prompt_style
-        isolation = evaluation.isolation_for(smk.params.evaluation, log)
-        limits = evaluation.limits_from(smk.params.evaluation)
-        check_for = None
-        if isolation is not None and smk.params.by_tests:
-
-            def check_for(task):
-                return scoring.sandboxed_check(task, style, limits, isolation)
-
+        settings = smk.params.evaluation if smk.params.by_tests else None
+        check_for = evaluation.checker(settings, style, log)
         rows = babble.metrics(generations, tasks, style, tokenizer, check_for, smk.threads)
         records.write_parquet_atomic(records.frame(rows, records.BABBLE_SCHEMA), smk.output[0])
         complete = sum(row["answer_tokens_syntax"] is not None for row in rows)

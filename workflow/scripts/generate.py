@@ -9,58 +9,20 @@ A job holding a `gpu_slot` first claims a GPU of its own and pins itself to it (
 
 import polars as pl
 
-from llmenergy import (
-    energy,
-    evaluation,
-    generation,
-    gpu_slots,
-    logs,
-    models,
-    records,
-    scoring,
-    stopping,
-)
+from llmenergy import energy, evaluation, generation, gpu_slots, logs, models, records, stopping
 from llmenergy import replay as llm_replay
+from llmenergy.generation_settings import GenerationSettings
 
 
-def stopper_factory(strategy: str, prompt_style: str, sandbox_config, log, synchronous=False):
-    """The function that makes each task's stopper for `strategy` (stopping's registry); a
-    strategy that runs code gets the sandboxed check of each task's tests."""
-    runs_code = stopping.get(strategy).runs_code
-    isolation = limits = None
-    if runs_code:
-        isolation = evaluation.isolation_for(sandbox_config, log)
-        if isolation is None:
-            raise RuntimeError(
-                f"strategy {strategy!r} runs the tasks' tests while decoding, but the evaluation"
-                " config does not allow running model output here (evaluation.run_untrusted_code"
-                " / evaluation.isolation)"
-            )
-        limits = evaluation.limits_from(sandbox_config)
-
-    def stopper_for(task, prompt):
-        check = (
-            scoring.sandboxed_check(task, prompt_style, limits, isolation) if runs_code else None
-        )
-        return stopping.make(
-            strategy, stopping.StopTask(task, prompt_style, prompt, check, synchronous)
-        )
-
-    return stopper_for
-
-
-def replay(smk, keys: dict, stopper_for, log) -> None:
+def replay(smk, strategy, settings, keys: dict, log) -> None:
     """A `replay` model: the given completions instead of generation (nothing is measured)."""
     result = llm_replay.run(
         llm_replay.load_tokenizer(smk.input.model),
         pl.read_parquet(smk.input.workload).to_dicts(),
         smk.params.model["source"]["completions"],
-        keys=keys,
-        prompt_style=smk.params.model["prompt_style"],
-        max_new_tokens=smk.params.max_new_tokens,
-        prompt_budget=smk.params.prompt_budget,
-        strategy=smk.wildcards.strategy,
-        stopper_for=stopper_for,
+        strategy,
+        settings,
+        keys,
     )
     write(result, smk)
     log(f"replayed {len(result.records)} completions")
@@ -96,8 +58,19 @@ def main(smk) -> None:
         if smk.params.strategy_module:  # a config's own strategy registers itself
             stopping.load_modules([smk.params.strategy_module])
         replayed = smk.params.model["source"]["kind"] == "replay"
-        stopper_for = stopper_factory(
-            wildcards.strategy, style, smk.params.sandbox, log, synchronous=replayed
+        # Replayed outputs are checked in step with their tokens: the earliest passing line.
+        strategy = stopping.for_run(
+            wildcards.strategy,
+            style,
+            evaluation.checker(smk.params.sandbox, style, log),
+            synchronous=replayed,
+        )
+        settings = GenerationSettings.of(
+            smk.params.model,
+            smk.params.max_new_tokens,
+            smk.params.prompt_budget,
+            smk.params.ignore_eos,
+            smk.params.energy,
         )
         keys = {
             "model": wildcards.model,
@@ -107,7 +80,7 @@ def main(smk) -> None:
             "rep": int(wildcards.rep),
         }
         if replayed:
-            replay(smk, keys, stopper_for, log)
+            replay(smk, strategy, settings, keys, log)
             return
         for gpu in energy.gpu_state():
             log(f"GPU {gpu}")
@@ -122,23 +95,8 @@ def main(smk) -> None:
             f"model {wildcards.model} on {loaded.device}; metered: {meter.device} "
             f"({meter.source}), host: {meter.host_source or 'not read'}"
         )
-        result = generation.run(
-            loaded,
-            pl.read_parquet(smk.input.workload).to_dicts(),
-            meter,
-            keys=keys,
-            prompt_style=style,
-            max_new_tokens=smk.params.max_new_tokens,
-            strategy=wildcards.strategy,
-            stopper_for=stopper_for,
-            check_watts_per_core=smk.params.energy["watts_per_core"],
-            max_prefill_repeats=smk.params.energy["max_prefill_repeats"],
-            max_task_repeats=smk.params.energy["max_task_repeats"],
-            idle_seconds=float(smk.params.energy["idle_seconds"]),
-            prompt_budget=smk.params.prompt_budget,
-            ignore_eos=smk.params.ignore_eos,
-            log=log,
-        )
+        tasks = pl.read_parquet(smk.input.workload).to_dicts()
+        result = generation.run(loaded, tasks, meter, strategy, settings, keys, log)
         write(result, smk)
 
 

@@ -12,8 +12,10 @@ import hashlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llmenergy.stopping import none, oracle, stopwords, syntax
 from llmenergy.stopping.base import (
@@ -44,18 +46,20 @@ __all__ = [
     "FENCE",
     "Check",
     "CheckStats",
+    "RunStrategy",
     "Stateless",
     "StopTask",
     "Stopper",
     "Strategy",
     "StrategyError",
     "code_header",
+    "for_run",
     "get",
     "load_modules",
-    "make",
     "names",
     "register",
     "registered",
+    "runs_code",
     "source_of",
     "unregister",
 ]
@@ -98,11 +102,63 @@ def load_modules(entries: Iterable[str], base: Path = Path()) -> None:
             note_source(strategy, entry)
 
 
-def make(name: str, task: StopTask) -> Stopper | None:
-    """The stopper of strategy `name` for one task (None: no stopper)."""
+def runs_code(name: str) -> bool:
+    """Whether strategy `name` runs model output while decoding (the oracle), so that its jobs
+    need the sandbox and its evaluation settings. Everything that asks, asks here."""
+    return get(name).runs_code
+
+
+# Each task's check of an output prefix in the sandbox (evaluation.checker builds it).
+CheckFor = Callable[[dict[str, Any]], Check]
+
+
+@dataclass(frozen=True)
+class RunStrategy:
+    """One run's stopping strategy, built once (for_run) and handed to generation or replay:
+    its name, whether it runs model output while decoding, and each task's stopper.
+
+    `check_for` gives a task's sandboxed check, for a strategy that runs code. With
+    `synchronous`, a stopper that checks in the background checks inside `feed` instead
+    (replayed outputs: StopTask.synchronous).
+    """
+
+    strategy: Strategy
+    prompt_style: str
+    check_for: CheckFor | None = None
+    synchronous: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.strategy.name
+
+    @property
+    def runs_code(self) -> bool:
+        return self.check_for is not None
+
+    def for_task(self, task: dict[str, Any], prompt: str | None = None) -> Stopper | None:
+        """The stopper for one task whose model reads `prompt` (None: no stopper)."""
+        if self.strategy.needs_tests and not task.get("entry_point"):
+            raise StrategyError(
+                f"task {task['task_id']}: strategy {self.name!r} needs the task's tests (HumanEval)"
+            )
+        check = self.check_for(task) if self.check_for is not None else None
+        stop_task = StopTask(task, self.prompt_style, prompt, check, self.synchronous)
+        return self.strategy.make(stop_task)
+
+
+def for_run(
+    name: str, prompt_style: str, check_for: CheckFor | None = None, synchronous: bool = False
+) -> RunStrategy:
+    """Strategy `name` for a run whose prompts are rendered in `prompt_style`. A strategy that
+    runs code needs `check_for` (None: model output may not run here, an error); the others
+    get none."""
     strategy = get(name)
-    if strategy.needs_tests and not task.entry_point:
+    if not runs_code(name):
+        return RunStrategy(strategy, prompt_style, None, synchronous)
+    if check_for is None:
         raise StrategyError(
-            f"task {task.task['task_id']}: strategy {name!r} needs the task's tests (HumanEval)"
+            f"strategy {name!r} runs the tasks' tests while decoding, but the evaluation config"
+            " does not allow running model output here (evaluation.run_untrusted_code /"
+            " evaluation.isolation)"
         )
-    return strategy.make(task)
+    return RunStrategy(strategy, prompt_style, check_for, synchronous)

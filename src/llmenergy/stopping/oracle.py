@@ -97,7 +97,7 @@ class OracleStopper:
 
 
 def make(task: StopTask) -> OracleStopper:
-    # stopping.make has checked that the task has tests (needs_tests).
+    # RunStrategy.for_task has checked that the task has tests (needs_tests).
     if task.check is None:
         raise StrategyError("the oracle strategy needs a check function (the sandbox)")
     return OracleStopper(task.check, task.header, task.chat, task.synchronous)
