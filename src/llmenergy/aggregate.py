@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from llmenergy import stats
+from llmenergy.records import BASELINE
 
 KEYS = ["model", "workload", "strategy"]
 
@@ -166,7 +167,7 @@ def paired(tasks: pl.LazyFrame) -> pl.DataFrame:
         task_s=pl.coalesce("task_s", pl.col("prefill_s") + pl.col("decode_s")),
         decode_tokens=pl.col("output_tokens") - 1,
     )
-    base = tasks.filter(pl.col("strategy") == "none").select(
+    base = tasks.filter(pl.col("strategy") == BASELINE).select(
         *PAIR,
         base_energy_j=pl.col("total_energy_j"),
         base_above_idle_j=pl.col("total_above_idle_j"),
@@ -180,7 +181,7 @@ def paired(tasks: pl.LazyFrame) -> pl.DataFrame:
         base_code_sim=pl.col("code_sim"),
     )
     return (
-        tasks.filter(pl.col("strategy") != "none")
+        tasks.filter(pl.col("strategy") != BASELINE)
         .join(base, on=PAIR, how="inner")
         .with_columns(
             both_measured=pl.col("energy_with_checks_j").is_not_null()
@@ -331,7 +332,7 @@ def babbling(
     `stop_reason`; where every output was made to run to the cap (`eos_ignored`), the study's
     measure is null."""
     keys = ["model", "workload", "rep", "task_id"]
-    ends = stops.filter(pl.col("strategy") == "none").select(*keys, "stop_reason")
+    ends = stops.filter(pl.col("strategy") == BASELINE).select(*keys, "stop_reason")
     at_cap = pl.col("stop_reason") == "max_tokens"
     return (
         metrics.join(ends, on=keys, how="left")

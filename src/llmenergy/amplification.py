@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from llmenergy import stats
+from llmenergy.records import BASELINE
 
 RESAMPLES = 1000
 SEED = 0
@@ -172,7 +173,7 @@ def table(
     energy_j)."""
     base = (
         tasks.filter(
-            (pl.col("strategy") == "none")
+            (pl.col("strategy") == BASELINE)
             & (pl.col("output_tokens") > 1)
             & pl.col("decode_energy_j").is_not_null()
         )
@@ -181,7 +182,7 @@ def table(
     )
     if tokens is not None:
         tokens = (
-            tokens.filter(pl.col("strategy") == "none")
+            tokens.filter(pl.col("strategy") == BASELINE)
             .sort("model", "workload", "rep", "task_id", "position")
             .with_columns(
                 previous_t_s=pl.col("t_s").shift(1).over("model", "workload", "rep", "task_id")

@@ -32,6 +32,8 @@ import jsonschema
 import polars as pl
 import yaml
 
+from llmenergy.records import BASELINE
+
 REPRODUCES, SAME_DIRECTION, CONTRADICTS = "reproduces", "same direction", "contradicts"
 UNDECIDED = "undecided"
 UNMEASURABLE = "not measurable here"
@@ -116,7 +118,7 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
 def _baseline_rows(tables: Tables, kind: str) -> pl.DataFrame:
     workloads = [w for w, k in tables.workload_kinds.items() if k == kind]
     return tables.summary.filter(
-        (pl.col("strategy") == "none")
+        (pl.col("strategy") == BASELINE)
         & pl.col("workload").is_in(workloads)
         & pl.col("prefill_share").is_not_null()
     ).sort("model", "workload")

@@ -62,7 +62,7 @@ def strategies_of(config: dict[str, Any], workload: str, model: str | None = Non
     """The stopping strategies a workload runs: its own list, else the global one; for a model
     whose outputs are not evaluated only `none` (there is no answer to stop at in noise)."""
     if model is not None and not outputs_evaluated(config, model):
-        return ["none"]
+        return [stopping.BASELINE]
     return list(config["workloads"][workload].get("strategies") or config["strategies"])
 
 

@@ -74,7 +74,7 @@ def decode_cost_vs_prompt(tasks: pl.DataFrame, fits: pl.DataFrame, out_png: str 
     """Decode energy per token of each unsuppressed task against its prompt length, with each
     model's fitted line."""
     rows = tasks.filter(
-        (pl.col("strategy") == "none")
+        (pl.col("strategy") == records.BASELINE)
         & (pl.col("output_tokens") > 1)
         & pl.col("decode_energy_j").is_not_null()
     ).with_columns(jpt=pl.col("decode_energy_j") / (pl.col("output_tokens") - 1))
@@ -168,7 +168,7 @@ def energy_vs_accuracy(summary: pl.DataFrame, out_png: str | Path) -> None:
     rows = summary.filter(
         pl.col("total_energy_j_mean").is_not_null() & pl.col("pass_at_1").is_not_null()
     )
-    markers = {"none": "o", "stopwords": "s", "syntax": "^", "oracle": "D"}
+    markers = {records.BASELINE: "o", "stopwords": "s", "syntax": "^", "oracle": "D"}
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6.5, 4.0))
         for row in rows.iter_rows(named=True):

@@ -16,6 +16,9 @@ from typing import Any
 
 import polars as pl
 
+# The strategy that stops nothing; every other one is paired with it.
+BASELINE = "none"
+
 # Column order and types of one generation record (docs/design.md, "Records").
 GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String(),
