@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from llmenergy import stats
-from llmenergy.records import BASELINE
+from llmenergy.records import BASELINE, decode_tokens
 
 KEYS = ["model", "workload", "strategy"]
 
@@ -101,10 +101,9 @@ def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
                 pl.col("prefill_energy_j").filter(measured).sum()
                 / pl.col("total_energy_j").filter(measured).sum()
             ),
-            # Decode produces every output token but the first (which prefill yields).
             decode_j_per_token=(
                 pl.col("decode_energy_j").filter(measured).sum()
-                / (pl.col("output_tokens").filter(measured) - 1).sum()
+                / decode_tokens().filter(measured).sum()
             ),
             pass_at_1=pl.col("passed").cast(pl.Float64).mean(),
             pass_at_1_raw=pl.col("passed_raw").cast(pl.Float64).mean(),
@@ -165,7 +164,7 @@ def paired(tasks: pl.LazyFrame) -> pl.DataFrame:
     tasks = with_check_energy(tasks).with_columns(
         # Records written before task_s existed: prefill + decode is the best there is.
         task_s=pl.coalesce("task_s", pl.col("prefill_s") + pl.col("decode_s")),
-        decode_tokens=pl.col("output_tokens") - 1,
+        decode_tokens=decode_tokens(),
     )
     base = tasks.filter(pl.col("strategy") == BASELINE).select(
         *PAIR,
@@ -398,7 +397,7 @@ def intervals(
             seconds=pl.col("prefill_s") + pl.col("decode_s"),
             passed_f=pl.col("passed").cast(pl.Float64),
             passed_raw_f=pl.col("passed_raw").cast(pl.Float64),
-            decode_tokens=(pl.col("output_tokens") - 1).cast(pl.Float64),
+            decode_tokens=decode_tokens().cast(pl.Float64),
         )
         .with_columns(
             [

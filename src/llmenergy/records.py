@@ -56,6 +56,13 @@ GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "check_energy_source": pl.String(),
 }
 
+
+def decode_tokens() -> pl.Expr:
+    """The tokens decode produced, from a record's `output_tokens`: every output token but the
+    first, which prefill yields."""
+    return pl.col("output_tokens") - 1
+
+
 TOKEN_SCHEMA: dict[str, pl.DataType] = {
     "task_id": pl.String(),
     "position": pl.Int64(),
