@@ -30,19 +30,8 @@ def scan(paths: Sequence[str | Path]) -> pl.LazyFrame:
 
 def per_task(generations: pl.LazyFrame, scores: pl.LazyFrame) -> pl.LazyFrame:
     """Generation records joined with their scores, one row per task and repetition."""
-    columns = [*KEYS, "rep", "task_id", "passed", "error_kind", "sandbox"]
-    present = scores.collect_schema().names()
-    # Score files of older runs lack the later columns: null, never a guess.
-    later = {"code_sim": pl.Float64, "passed_raw": pl.Boolean}
-    score_columns = scores.select(
-        *columns,
-        *(
-            pl.col(c) if c in present else pl.lit(None, dtype).alias(c)
-            for c, dtype in later.items()
-        ),
-    )
-    if "task_s" not in generations.collect_schema().names():
-        generations = generations.with_columns(task_s=pl.lit(None, pl.Float64))
+    columns = [*KEYS, "rep", "task_id", "passed", "error_kind", "sandbox", "code_sim", "passed_raw"]
+    score_columns = scores.select(columns)
     joined = generations.join(score_columns, on=[*KEYS, "rep", "task_id"], how="left")
     return (
         joined.with_columns(
@@ -161,11 +150,7 @@ PAIR = ["model", "workload", "rep", "task_id"]
 
 def paired(tasks: pl.LazyFrame) -> pl.DataFrame:
     """Each strategy's task beside the same task and repetition of the `none` baseline."""
-    tasks = with_check_energy(tasks).with_columns(
-        # Records written before task_s existed: prefill + decode is the best there is.
-        task_s=pl.coalesce("task_s", pl.col("prefill_s") + pl.col("decode_s")),
-        decode_tokens=decode_tokens(),
-    )
+    tasks = with_check_energy(tasks).with_columns(decode_tokens=decode_tokens())
     base = tasks.filter(pl.col("strategy") == BASELINE).select(
         *PAIR,
         base_energy_j=pl.col("total_energy_j"),
