@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmenergy import stopping
+from llmenergy import datasets, stopping
+from llmenergy.datasets import STANDIN
 
-STANDIN = "longbench-standin"
 STANDIN_MARK = "standin"
 
 
@@ -32,9 +32,8 @@ def check(config: dict[str, Any]) -> None:
             )
         if "limit" in workload and "task_ids" in workload:
             raise ConfigError(f"workloads.{name}: give either limit or task_ids, not both")
-        dataset = config["datasets"][workload["dataset"]]
-        fmt = dataset["format"]
-        if workload.get("shots", 0) and fmt != "humaneval":
+        fmt = config["datasets"][workload["dataset"]]["format"]
+        if workload.get("shots", 0) and not datasets.get_format(fmt).takes_shots:
             raise ConfigError(f"workloads.{name}.shots: shots exist for HumanEval tasks only")
         # The stand-in's numbers must never pass for LongBench's: its workloads say so.
         if fmt == STANDIN and STANDIN_MARK not in name:
@@ -101,9 +100,9 @@ def check_strategies(config: dict[str, Any]) -> None:
             needing = [s for s in strategies if stopping.get(s).needs_tests]
         except stopping.StrategyError as error:
             raise ConfigError(f"{key}: {error}") from None
-        fmt = config["datasets"][workload["dataset"]]["format"]
-        if needing and fmt != "humaneval":
+        fmt = datasets.format_of(config, name)
+        if needing and not fmt.has_tests:
             raise ConfigError(
                 f"{key}: {', '.join(map(repr, needing))} runs the task's tests, and {name} "
-                f"({fmt}) has none; give workloads.{name}.strategies without it"
+                f"({fmt.name}) has none; give workloads.{name}.strategies without it"
             )
