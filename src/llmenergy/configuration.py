@@ -32,16 +32,16 @@ def check(config: dict[str, Any]) -> None:
             )
         if "limit" in workload and "task_ids" in workload:
             raise ConfigError(f"workloads.{name}: give either limit or task_ids, not both")
-        fmt = config["datasets"][workload["dataset"]]["format"]
-        if workload.get("shots", 0) and not datasets.get_format(fmt).takes_shots:
+        fmt = datasets.format_of(config, name)
+        if workload.get("shots", 0) and not fmt.takes_shots:
             raise ConfigError(f"workloads.{name}.shots: shots exist for HumanEval tasks only")
         # The stand-in's numbers must never pass for LongBench's: its workloads say so.
-        if fmt == STANDIN and STANDIN_MARK not in name:
+        if fmt.name == STANDIN and STANDIN_MARK not in name:
             raise ConfigError(
                 f"workloads.{name}: it runs the LongBench stand-in ({workload['dataset']!r}), "
                 f"so its name must contain {STANDIN_MARK!r} (e.g. {STANDIN}-cu)"
             )
-        if fmt != STANDIN and STANDIN_MARK in name:
+        if fmt.name != STANDIN and STANDIN_MARK in name:
             raise ConfigError(
                 f"workloads.{name}: only workloads of a {STANDIN} dataset may be named "
                 f"{STANDIN_MARK!r}"
