@@ -154,3 +154,14 @@ def test_longbench_config_plans_and_needs_the_network(
     output = run.stdout + run.stderr
     assert "resources/datasets/longbench/raw" in output
     assert "results/workloads/longbench-cu-long.parquet" in output
+
+
+def test_the_schema_allows_exactly_the_described_dataset_formats_and_model_source_kinds():
+    """A dataset format or a model source kind is added in its table and the schema: the two
+    must name the same ones."""
+    from llmenergy import datasets, models
+
+    dataset = SCHEMA["properties"]["datasets"]["additionalProperties"]["properties"]
+    assert set(dataset["format"]["enum"]) == set(datasets.FORMATS)
+    model = SCHEMA["properties"]["models"]["additionalProperties"]["properties"]
+    assert set(model["source"]["properties"]["kind"]["enum"]) == set(models.SOURCE_KINDS)

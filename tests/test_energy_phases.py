@@ -246,10 +246,11 @@ def test_energy_above_idle():
                 "error_kind": None,
                 "sandbox": "x",
                 "check_s": 0.1,
+                "code_sim": None,
             }
             for r in rows
         ],
-        records.SCORE_SCHEMA,
+        records.SCORE_SCHEMA_WITH_CODE_SIM,
     ).lazy()
     row = aggregate.summarize(aggregate.per_task(generations, scores)).row(0, named=True)
     assert row["idle_power_w"] == 4.0

@@ -138,6 +138,7 @@ def _score(gen: dict[str, Any], passed: bool | None, sandbox: str) -> dict[str, 
         "error_kind": None if passed else "assertion",
         "sandbox": sandbox,
         "check_s": 0.05,
+        "code_sim": None,
     }
 
 
@@ -226,7 +227,7 @@ def _expected(group: list[dict[str, Any]]) -> dict[str, Any]:
 @pytest.fixture
 def summary() -> pl.DataFrame:
     generations = records.frame(GENERATIONS, records.GENERATION_SCHEMA)
-    scores = records.frame(_scores(), records.SCORE_SCHEMA)
+    scores = records.frame(_scores(), records.SCORE_SCHEMA_WITH_CODE_SIM)
     return aggregate.summarize(aggregate.per_task(generations.lazy(), scores.lazy()))
 
 
@@ -310,7 +311,7 @@ def test_group_without_any_energy_has_null_energy_columns(summary: pl.DataFrame)
 
 def test_aggregate_reads_parquet_files(tmp_path: Path, summary: pl.DataFrame) -> None:
     generations = records.frame(GENERATIONS, records.GENERATION_SCHEMA)
-    scores = records.frame(_scores(), records.SCORE_SCHEMA)
+    scores = records.frame(_scores(), records.SCORE_SCHEMA_WITH_CODE_SIM)
     gen_paths, score_paths = [], []
     # One file per model, as the workflow writes one per run.
     for model in ("m1", "m2"):
@@ -335,7 +336,9 @@ def test_decode_j_per_token_is_null_without_decoded_tokens() -> None:
         for i in range(2)
     ]
     generations = records.frame(rows, records.GENERATION_SCHEMA).lazy()
-    scores = records.frame([_score(g, True, "process-rlimits") for g in rows], records.SCORE_SCHEMA)
+    scores = records.frame(
+        [_score(g, True, "process-rlimits") for g in rows], records.SCORE_SCHEMA_WITH_CODE_SIM
+    )
     row = aggregate.summarize(aggregate.per_task(generations, scores.lazy())).row(0, named=True)
     assert row["decode_j_per_token"] is None
     assert row["total_energy_j_mean"] == pytest.approx(1.5)

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from llmenergy import stats
+from llmenergy.records import BASELINE, decode_tokens
 
 KEYS = ["model", "workload", "strategy"]
 
@@ -29,19 +30,8 @@ def scan(paths: Sequence[str | Path]) -> pl.LazyFrame:
 
 def per_task(generations: pl.LazyFrame, scores: pl.LazyFrame) -> pl.LazyFrame:
     """Generation records joined with their scores, one row per task and repetition."""
-    columns = [*KEYS, "rep", "task_id", "passed", "error_kind", "sandbox"]
-    present = scores.collect_schema().names()
-    # Score files of older runs lack the later columns: null, never a guess.
-    later = {"code_sim": pl.Float64, "passed_raw": pl.Boolean}
-    score_columns = scores.select(
-        *columns,
-        *(
-            pl.col(c) if c in present else pl.lit(None, dtype).alias(c)
-            for c, dtype in later.items()
-        ),
-    )
-    if "task_s" not in generations.collect_schema().names():
-        generations = generations.with_columns(task_s=pl.lit(None, pl.Float64))
+    columns = [*KEYS, "rep", "task_id", "passed", "error_kind", "sandbox", "code_sim", "passed_raw"]
+    score_columns = scores.select(columns)
     joined = generations.join(score_columns, on=[*KEYS, "rep", "task_id"], how="left")
     return (
         joined.with_columns(
@@ -100,10 +90,9 @@ def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
                 pl.col("prefill_energy_j").filter(measured).sum()
                 / pl.col("total_energy_j").filter(measured).sum()
             ),
-            # Decode produces every output token but the first (which prefill yields).
             decode_j_per_token=(
                 pl.col("decode_energy_j").filter(measured).sum()
-                / (pl.col("output_tokens").filter(measured) - 1).sum()
+                / decode_tokens().filter(measured).sum()
             ),
             pass_at_1=pl.col("passed").cast(pl.Float64).mean(),
             pass_at_1_raw=pl.col("passed_raw").cast(pl.Float64).mean(),
@@ -161,12 +150,8 @@ PAIR = ["model", "workload", "rep", "task_id"]
 
 def paired(tasks: pl.LazyFrame) -> pl.DataFrame:
     """Each strategy's task beside the same task and repetition of the `none` baseline."""
-    tasks = with_check_energy(tasks).with_columns(
-        # Records written before task_s existed: prefill + decode is the best there is.
-        task_s=pl.coalesce("task_s", pl.col("prefill_s") + pl.col("decode_s")),
-        decode_tokens=pl.col("output_tokens") - 1,
-    )
-    base = tasks.filter(pl.col("strategy") == "none").select(
+    tasks = with_check_energy(tasks).with_columns(decode_tokens=decode_tokens())
+    base = tasks.filter(pl.col("strategy") == BASELINE).select(
         *PAIR,
         base_energy_j=pl.col("total_energy_j"),
         base_above_idle_j=pl.col("total_above_idle_j"),
@@ -180,7 +165,7 @@ def paired(tasks: pl.LazyFrame) -> pl.DataFrame:
         base_code_sim=pl.col("code_sim"),
     )
     return (
-        tasks.filter(pl.col("strategy") != "none")
+        tasks.filter(pl.col("strategy") != BASELINE)
         .join(base, on=PAIR, how="inner")
         .with_columns(
             both_measured=pl.col("energy_with_checks_j").is_not_null()
@@ -331,7 +316,7 @@ def babbling(
     `stop_reason`; where every output was made to run to the cap (`eos_ignored`), the study's
     measure is null."""
     keys = ["model", "workload", "rep", "task_id"]
-    ends = stops.filter(pl.col("strategy") == "none").select(*keys, "stop_reason")
+    ends = stops.filter(pl.col("strategy") == BASELINE).select(*keys, "stop_reason")
     at_cap = pl.col("stop_reason") == "max_tokens"
     return (
         metrics.join(ends, on=keys, how="left")
@@ -397,7 +382,7 @@ def intervals(
             seconds=pl.col("prefill_s") + pl.col("decode_s"),
             passed_f=pl.col("passed").cast(pl.Float64),
             passed_raw_f=pl.col("passed_raw").cast(pl.Float64),
-            decode_tokens=(pl.col("output_tokens") - 1).cast(pl.Float64),
+            decode_tokens=decode_tokens().cast(pl.Float64),
         )
         .with_columns(
             [

@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from llmenergy import stats
+from llmenergy.records import BASELINE, decode_tokens
 
 RESAMPLES = 1000
 SEED = 0
@@ -90,6 +91,16 @@ def pick_pair(prompt_means: dict[str, float], named: dict[str, str] | None) -> P
     return Pair(ordered[0][0], ordered[-1][0])
 
 
+def decode_costs(tasks: pl.DataFrame) -> pl.DataFrame:
+    """The unsuppressed tasks that decoded a token with measured decode energy, each with its
+    decode energy per decoded token (`jpt`)."""
+    return tasks.filter(
+        (pl.col("strategy") == BASELINE)
+        & (decode_tokens() > 0)
+        & pl.col("decode_energy_j").is_not_null()
+    ).with_columns(jpt=pl.col("decode_energy_j") / decode_tokens())
+
+
 def _matrices(
     rows: pl.DataFrame, numerator: pl.Expr, denominator: pl.Expr
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +124,7 @@ def _matrices(
 def _decode_sides(tasks: pl.DataFrame, pair: Pair) -> tuple[tuple, tuple]:
     def side(workload: str) -> tuple[np.ndarray, np.ndarray]:
         rows = tasks.filter(pl.col("workload") == workload)
-        return _matrices(rows, pl.col("decode_energy_j"), pl.col("output_tokens") - 1)
+        return _matrices(rows, pl.col("decode_energy_j"), decode_tokens())
 
     return side(pair.short), side(pair.long)  # type: ignore[arg-type]
 
@@ -129,7 +140,7 @@ def _above_idle_change(tasks: pl.DataFrame, pair: Pair) -> float | None:
         rows = tasks.filter(
             (pl.col("workload") == workload) & pl.col("decode_above_idle_j").is_not_null()
         )
-        tokens = float((rows["output_tokens"] - 1).sum()) if rows.height else 0.0
+        tokens = float(rows.select(decode_tokens().sum()).item()) if rows.height else 0.0
         return float(rows["decode_above_idle_j"].sum()) / tokens if tokens else None
 
     short, long = per_token(pair.short), per_token(pair.long)  # type: ignore[arg-type]
@@ -170,18 +181,10 @@ def table(
     """The amplification table from per-task rows (aggregate.per_task, collected) and
     per-token rows with the run keys (model, workload, strategy, rep, task_id, position, t_s,
     energy_j)."""
-    base = (
-        tasks.filter(
-            (pl.col("strategy") == "none")
-            & (pl.col("output_tokens") > 1)
-            & pl.col("decode_energy_j").is_not_null()
-        )
-        .with_columns(jpt=pl.col("decode_energy_j") / (pl.col("output_tokens") - 1))
-        .sort([*GROUP, "workload", "task_id", "rep"])
-    )
+    base = decode_costs(tasks).sort([*GROUP, "workload", "task_id", "rep"])
     if tokens is not None:
         tokens = (
-            tokens.filter(pl.col("strategy") == "none")
+            tokens.filter(pl.col("strategy") == BASELINE)
             .sort("model", "workload", "rep", "task_id", "position")
             .with_columns(
                 previous_t_s=pl.col("t_s").shift(1).over("model", "workload", "rep", "task_id")

@@ -283,8 +283,10 @@ def energy_by_shape(records: Any, shapes: dict[str, tuple[Any, int]], amplified:
     """
     import polars as pl
 
+    from llmenergy.records import BASELINE
+
     schema = _shape_schema()
-    runs = records.filter(pl.col("strategy") == "none")
+    runs = records.filter(pl.col("strategy") == BASELINE)
     prefill = runs.group_by(["model", "workload"]).agg(
         prefill_energy_j=pl.col("prefill_energy_j").mean(),
         prefill_s=pl.col("prefill_s").mean(),

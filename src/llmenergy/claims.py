@@ -32,6 +32,9 @@ import jsonschema
 import polars as pl
 import yaml
 
+from llmenergy import datasets
+from llmenergy.records import BASELINE
+
 REPRODUCES, SAME_DIRECTION, CONTRADICTS = "reproduces", "same direction", "contradicts"
 UNDECIDED = "undecided"
 UNMEASURABLE = "not measurable here"
@@ -116,7 +119,7 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
 def _baseline_rows(tables: Tables, kind: str) -> pl.DataFrame:
     workloads = [w for w, k in tables.workload_kinds.items() if k == kind]
     return tables.summary.filter(
-        (pl.col("strategy") == "none")
+        (pl.col("strategy") == BASELINE)
         & pl.col("workload").is_in(workloads)
         & pl.col("prefill_share").is_not_null()
     ).sort("model", "workload")
@@ -603,11 +606,12 @@ def energy_basis(summary: pl.DataFrame) -> str:
 
 def workload_kind(spec: dict[str, Any], dataset_format: str) -> str:
     """humaneval, cu (LongBench-format with a short answer), cu-long, or other."""
-    if dataset_format == "humaneval":
-        return "humaneval"
-    if dataset_format.startswith("longbench"):
+    known = datasets.FORMATS.get(dataset_format)
+    if known is None:
+        return "other"
+    if known.study_kind == "cu":
         return "cu" if spec["max_new_tokens"] <= 16 else "cu-long"
-    return "other"
+    return known.study_kind
 
 
 def task_choice(workloads: dict[str, dict[str, Any]]) -> dict[str, str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmenergy import stopping
+from llmenergy import datasets, stopping
+from llmenergy.datasets import STANDIN
 
-STANDIN = "longbench-standin"
 STANDIN_MARK = "standin"
 
 
@@ -32,17 +32,16 @@ def check(config: dict[str, Any]) -> None:
             )
         if "limit" in workload and "task_ids" in workload:
             raise ConfigError(f"workloads.{name}: give either limit or task_ids, not both")
-        dataset = config["datasets"][workload["dataset"]]
-        fmt = dataset["format"]
-        if workload.get("shots", 0) and fmt != "humaneval":
+        fmt = datasets.format_of(config, name)
+        if workload.get("shots", 0) and not fmt.takes_shots:
             raise ConfigError(f"workloads.{name}.shots: shots exist for HumanEval tasks only")
         # The stand-in's numbers must never pass for LongBench's: its workloads say so.
-        if fmt == STANDIN and STANDIN_MARK not in name:
+        if fmt.name == STANDIN and STANDIN_MARK not in name:
             raise ConfigError(
                 f"workloads.{name}: it runs the LongBench stand-in ({workload['dataset']!r}), "
                 f"so its name must contain {STANDIN_MARK!r} (e.g. {STANDIN}-cu)"
             )
-        if fmt != STANDIN and STANDIN_MARK in name:
+        if fmt.name != STANDIN and STANDIN_MARK in name:
             raise ConfigError(
                 f"workloads.{name}: only workloads of a {STANDIN} dataset may be named "
                 f"{STANDIN_MARK!r}"
@@ -62,7 +61,7 @@ def strategies_of(config: dict[str, Any], workload: str, model: str | None = Non
     """The stopping strategies a workload runs: its own list, else the global one; for a model
     whose outputs are not evaluated only `none` (there is no answer to stop at in noise)."""
     if model is not None and not outputs_evaluated(config, model):
-        return ["none"]
+        return [stopping.BASELINE]
     return list(config["workloads"][workload].get("strategies") or config["strategies"])
 
 
@@ -101,9 +100,9 @@ def check_strategies(config: dict[str, Any]) -> None:
             needing = [s for s in strategies if stopping.get(s).needs_tests]
         except stopping.StrategyError as error:
             raise ConfigError(f"{key}: {error}") from None
-        fmt = config["datasets"][workload["dataset"]]["format"]
-        if needing and fmt != "humaneval":
+        fmt = datasets.format_of(config, name)
+        if needing and not fmt.has_tests:
             raise ConfigError(
                 f"{key}: {', '.join(map(repr, needing))} runs the task's tests, and {name} "
-                f"({fmt}) has none; give workloads.{name}.strategies without it"
+                f"({fmt.name}) has none; give workloads.{name}.strategies without it"
             )

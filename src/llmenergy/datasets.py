@@ -12,7 +12,8 @@ Source kinds (config `datasets.<name>.source.kind`):
 
 Formats (config `datasets.<name>.format`): `humaneval` (a JSON-lines file, gzip or not),
 `longbench` (LongBench's `data.zip`, one `<task>.jsonl` per task; `subsets` picks lcc and/or
-repobench-p) and `longbench-standin` (JSON lines in LongBench's row format).
+repobench-p) and `longbench-standin` (JSON lines in LongBench's row format). Each is described
+once, in `FORMATS`: how its rows load and what the other modules ask of it (`format_of`).
 """
 
 from __future__ import annotations
@@ -27,15 +28,16 @@ import shutil
 import sys
 import sysconfig
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmenergy import records
 
-FORMATS = ("humaneval", "longbench", "longbench-standin")
 LONGBENCH_CODE_TASKS = ("lcc", "repobench-p")
 LONGBENCH_FIELDS = ("input", "context", "answers", "length", "dataset", "language", "_id")
-STANDIN = "longbench-standin"
+STANDIN = "longbench-standin"  # the stand-in's format, and the label of its rows
 # Folders of the standard library that hold no ordinary library code.
 STANDIN_SKIP = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
 
@@ -199,16 +201,68 @@ def load_standin(path: str | Path) -> list[dict[str, Any]]:
     return _with_task_ids(rows, STANDIN)
 
 
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One dataset format: how its rows load, and what the workflow asks of its tasks."""
+
+    name: str
+    load: Callable[[str | Path, dict[str, Any]], list[dict[str, Any]]]  # (file, dataset spec)
+    # Its tasks carry tests (HumanEval's row fields): scoring runs them, and so may a strategy
+    # while decoding (the oracle). Without, an answer is compared as text (code similarity).
+    has_tests: bool
+    takes_shots: bool  # its tasks are functions to write, as the worked examples (shots) are
+    template: str  # the built-in prompt template of its workloads (workloads.TEMPLATES)
+    # The study's kind of task it stands for in the claims: humaneval, or cu (code
+    # understanding, which claims.workload_kind splits by answer length).
+    study_kind: str
+
+
+FORMATS: dict[str, DatasetFormat] = {
+    fmt.name: fmt
+    for fmt in (
+        DatasetFormat(
+            "humaneval",
+            lambda path, _: load_humaneval(path),
+            has_tests=True,
+            takes_shots=True,
+            template="humaneval",
+            study_kind="humaneval",
+        ),
+        DatasetFormat(
+            "longbench",
+            lambda path, spec: load_longbench(path, spec.get("subsets", LONGBENCH_CODE_TASKS)),
+            has_tests=False,
+            takes_shots=False,
+            template="longbench",
+            study_kind="cu",
+        ),
+        DatasetFormat(
+            STANDIN,
+            lambda path, _: load_standin(path),
+            has_tests=False,
+            takes_shots=False,
+            template="longbench",
+            study_kind="cu",
+        ),
+    )
+}
+
+
+def get_format(name: str) -> DatasetFormat:
+    """The dataset format called `name`; an error naming the known ones for any other."""
+    if name not in FORMATS:
+        raise DatasetError(f"unknown dataset format {name!r} (known: {tuple(FORMATS)})")
+    return FORMATS[name]
+
+
+def format_of(config: dict[str, Any], workload: str) -> DatasetFormat:
+    """The format of the dataset a workload of `config` runs."""
+    return get_format(config["datasets"][config["workloads"][workload]["dataset"]]["format"])
+
+
 def load(path: str | Path, spec: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows of a fetched dataset, by its format."""
-    fmt = spec["format"]
-    if fmt == "humaneval":
-        return load_humaneval(path)
-    if fmt == "longbench":
-        return load_longbench(path, spec.get("subsets", LONGBENCH_CODE_TASKS))
-    if fmt == STANDIN:
-        return load_standin(path)
-    raise DatasetError(f"unknown dataset format {fmt!r} (known: {FORMATS})")
+    return get_format(spec["format"]).load(path, spec)
 
 
 # The LongBench stand-in ------------------------------------------------------------------

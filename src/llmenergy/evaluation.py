@@ -27,6 +27,8 @@ from llmenergy import sandbox, scoring
 NOT_RUN = "not-run"
 NO_ISOLATION = "not-run:no-isolation"
 RANDOM_WEIGHTS = "not-scored:random-weights"
+# The sandbox column of a score whose completion ran in no sandbox (or did not run at all).
+NO_SANDBOX = "none"
 KEYS = ("model", "workload", "strategy", "rep", "task_id")
 
 
@@ -83,7 +85,7 @@ def checker(
 def _row(record: dict[str, Any], **values: Any) -> dict[str, Any]:
     row = {key: record[key] for key in KEYS}
     row.update({"passed": None, "passed_raw": None, "code_sim": None, "error_kind": None})
-    row["sandbox"] = "none"
+    row["sandbox"] = NO_SANDBOX
     row.update({"check_s": None, **values})
     return row
 

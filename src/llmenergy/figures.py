@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import polars as pl
 
-from llmenergy import records
+from llmenergy import amplification, records
 
 PHASE_COLOURS = {"prefill": "#4C72B0", "decode": "#DD8452"}
 STYLE = {
@@ -73,11 +73,7 @@ def energy_per_phase(summary: pl.DataFrame, out_png: str | Path) -> None:
 def decode_cost_vs_prompt(tasks: pl.DataFrame, fits: pl.DataFrame, out_png: str | Path) -> None:
     """Decode energy per token of each unsuppressed task against its prompt length, with each
     model's fitted line."""
-    rows = tasks.filter(
-        (pl.col("strategy") == "none")
-        & (pl.col("output_tokens") > 1)
-        & pl.col("decode_energy_j").is_not_null()
-    ).with_columns(jpt=pl.col("decode_energy_j") / (pl.col("output_tokens") - 1))
+    rows = amplification.decode_costs(tasks)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6.5, 4.0))
         for model, group in rows.group_by("model", maintain_order=True):
@@ -168,7 +164,7 @@ def energy_vs_accuracy(summary: pl.DataFrame, out_png: str | Path) -> None:
     rows = summary.filter(
         pl.col("total_energy_j_mean").is_not_null() & pl.col("pass_at_1").is_not_null()
     )
-    markers = {"none": "o", "stopwords": "s", "syntax": "^", "oracle": "D"}
+    markers = {records.BASELINE: "o", "stopwords": "s", "syntax": "^", "oracle": "D"}
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6.5, 4.0))
         for row in rows.iter_rows(named=True):

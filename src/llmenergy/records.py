@@ -16,6 +16,9 @@ from typing import Any
 
 import polars as pl
 
+# The strategy that stops nothing; every other one is paired with it.
+BASELINE = "none"
+
 # Column order and types of one generation record (docs/design.md, "Records").
 GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String(),
@@ -52,6 +55,13 @@ GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "check_energy_j": pl.Float64(),
     "check_energy_source": pl.String(),
 }
+
+
+def decode_tokens() -> pl.Expr:
+    """The tokens decode produced, from a record's `output_tokens`: every output token but the
+    first, which prefill yields."""
+    return pl.col("output_tokens") - 1
+
 
 TOKEN_SCHEMA: dict[str, pl.DataType] = {
     "task_id": pl.String(),

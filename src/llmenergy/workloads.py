@@ -48,11 +48,6 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "humaneval": {"completion": "{prompt}{instruction}", "chat": HUMANEVAL_CHAT},
     **{task: {"completion": text, "chat": text} for task, text in LONGBENCH_PROMPTS.items()},
 }
-DEFAULT_TEMPLATE = {
-    "humaneval": "humaneval",
-    "longbench": "longbench",
-    datasets.STANDIN: "longbench",
-}
 
 # Instructions by name, per prompt style. In completion style the text follows the task's
 # prompt, where the function body starts, so it is Python (a comment) and stays in the program
@@ -114,7 +109,7 @@ SHOTS: tuple[dict[str, str], ...] = (
 SHOT_TYPE = pl.Struct({"user": pl.String(), "assistant": pl.String()})
 WORKLOAD_SCHEMA: dict[str, pl.DataType] = {
     "task_id": pl.String(),
-    "benchmark": pl.String(),  # humaneval, longbench or longbench-standin
+    "benchmark": pl.String(),  # the dataset's format: humaneval, longbench or longbench-standin
     "scorer": pl.String(),  # humaneval (run the tests) or code_sim (LongBench)
     "prompt": pl.String(),  # the task's own text (HumanEval: the function to complete)
     "prompt_completion": pl.String(),  # the task as completion-style text, instruction included
@@ -149,7 +144,7 @@ def select_tasks(rows: list[dict[str, Any]], name: str, spec: dict[str, Any]) ->
 
 def template_for(name: str, spec: dict[str, Any], fmt: str, row: dict[str, Any]) -> dict[str, str]:
     """The template (per prompt style) a workload applies to one row."""
-    chosen = spec.get("template") or DEFAULT_TEMPLATE[fmt]
+    chosen = spec.get("template") or datasets.get_format(fmt).template
     if isinstance(chosen, dict):
         return chosen
     if chosen == "longbench":
@@ -216,9 +211,8 @@ def task_row(name: str, spec: dict[str, Any], fmt: str, row: dict[str, Any]) -> 
     template = template_for(name, spec, fmt, row)
     instruction = instruction_for(name, spec)
     shots = int(spec.get("shots", 0))
-    if fmt == "humaneval":
+    if datasets.get_format(fmt).has_tests:
         own = {
-            "benchmark": "humaneval",
             "scorer": "humaneval",
             "prompt": row["prompt"],
             "entry_point": row["entry_point"],
@@ -228,7 +222,6 @@ def task_row(name: str, spec: dict[str, Any], fmt: str, row: dict[str, Any]) -> 
         }
     else:
         own = {
-            "benchmark": fmt,
             "scorer": "code_sim",
             "prompt": fill(name, template["completion"], row, ""),
             "entry_point": None,
@@ -238,6 +231,7 @@ def task_row(name: str, spec: dict[str, Any], fmt: str, row: dict[str, Any]) -> 
         }
     return {
         "task_id": row["task_id"],
+        "benchmark": fmt,
         **own,
         "prompt_completion": fill(name, template["completion"], row, instruction["completion"]),
         "prompt_chat": fill(name, template["chat"], row, instruction["chat"]),
@@ -254,7 +248,7 @@ def build(
     chosen = select_tasks(rows, name, spec)
     if not chosen:
         raise WorkloadError(f"workloads.{name} selects no task")
-    if spec.get("shots", 0) and fmt != "humaneval":
+    if spec.get("shots", 0) and not datasets.get_format(fmt).takes_shots:
         raise WorkloadError(f"workloads.{name}.shots: shots exist for HumanEval tasks only")
     table = [task_row(name, spec, fmt, row) for row in chosen]
     return pl.DataFrame(table, schema=WORKLOAD_SCHEMA, orient="row")

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-BASELINE = "none"  # the strategy that stops nothing; every other one is paired with it
+from llmenergy.records import BASELINE as BASELINE  # re-exported: the strategies' own name
+
 FENCE = "```"
 
 # Runs a task's tests on an output prefix in the sandbox: (passed, wall s, CPU s of its
