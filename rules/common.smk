@@ -10,6 +10,7 @@ from llmenergy import (
     claims,
     configuration,
     gpu_slots,
+    models,
     preflight,
     reference,
     stopping,
@@ -32,7 +33,7 @@ MODELS = list(config["models"])
 # Models whose outputs are scored and analysed for babbling (not random-weight ones).
 EVALUATED_MODELS = configuration.evaluated_models(config)
 # Models with an architecture (a config.json in their folder): all but replayed completions.
-SHAPED_MODELS = [m for m in MODELS if config["models"][m]["source"]["kind"] != "replay"]
+SHAPED_MODELS = [m for m in MODELS if models.source_kind(config["models"][m]).generates]
 WORKLOADS = list(config["workloads"])
 STRATEGIES = sorted(
     {s for w in config["workloads"] for s in configuration.strategies_of(config, w)}
@@ -139,8 +140,8 @@ def prompt_budget(wildcards):
 
 def replay_completions(wildcards):
     """The completions file of a `replay` model (an input of its generate jobs), else none."""
-    source = config["models"][wildcards.model]["source"]
-    return [source["completions"]] if source["kind"] == "replay" else []
+    spec = config["models"][wildcards.model]
+    return [] if models.source_kind(spec).generates else [spec["source"]["completions"]]
 
 
 def workload_kinds():

@@ -32,7 +32,7 @@ import jsonschema
 import polars as pl
 import yaml
 
-from llmenergy import datasets
+from llmenergy import datasets, models
 from llmenergy.records import BASELINE
 
 REPRODUCES, SAME_DIRECTION, CONTRADICTS = "reproduces", "same direction", "contradicts"
@@ -68,7 +68,8 @@ class Tables:
         """Models whose text means something (not random weights); None: all of them."""
         if self.model_kinds is None:
             return None
-        return [m for m, kind in self.model_kinds.items() if kind != "random"]
+        kinds = self.model_kinds.items()
+        return [m for m, kind in kinds if not models.SOURCE_KINDS[kind].seeded]
 
 
 OUTPUT_BASIS = "from the models' outputs and the tasks' tests"
@@ -175,8 +176,8 @@ def amplification_pct(tables: Tables) -> list[Value]:
 def _humaneval_babbling(tables: Tables) -> pl.DataFrame:
     workloads = [w for w, k in tables.workload_kinds.items() if k == "humaneval"]
     rows = tables.babbling.filter(pl.col("workload").is_in(workloads))
-    models = tables.text_models()
-    return rows if models is None else rows.filter(pl.col("model").is_in(models))
+    text_models = tables.text_models()
+    return rows if text_models is None else rows.filter(pl.col("model").is_in(text_models))
 
 
 def binomial_interval(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:

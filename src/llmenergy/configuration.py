@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmenergy import datasets, stopping
+from llmenergy import datasets, models, stopping
 from llmenergy.datasets import STANDIN
 
 STANDIN_MARK = "standin"
@@ -70,7 +70,8 @@ def outputs_evaluated(config: dict[str, Any], model: str) -> bool:
     but random-weight models, whose text is noise, unless their source sets
     `evaluate_outputs` (to exercise those stages, as tests/configs/tiny.yaml does)."""
     source = config["models"][model]["source"]
-    return source["kind"] != "random" or bool(source.get("evaluate_outputs", False))
+    seeded = models.source_kind(config["models"][model]).seeded
+    return not seeded or bool(source.get("evaluate_outputs", False))
 
 
 def evaluated_models(config: dict[str, Any]) -> list[str]:

@@ -22,14 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from llmenergy import architectures, datasets
 
+if TYPE_CHECKING:  # torch loads where a model does: the workflow's parser asks SOURCE_KINDS
+    import torch
+
 PROVENANCE_FILE = "llmenergy-model.json"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("float32", "bfloat16", "float16")  # torch's names, as the config gives them
 
 
 class ModelError(RuntimeError):
@@ -67,6 +68,7 @@ def gguf_tensor_count(path: Path) -> int:
 
 
 def _load_gguf(source: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = gguf_path(source)
@@ -127,7 +129,7 @@ def random_config(source: dict[str, Any], tokenizer: Any) -> Any:
 
 
 def build_random(
-    config: Any, seed: int, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    config: Any, seed: int, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
 ) -> torch.nn.Module:
     """A model of `config`'s architecture with seeded random weights, made directly on `device`
     in `dtype`: a 7B model on a GPU takes seconds and no CPU copy.
@@ -138,10 +140,11 @@ def build_random(
     initialisation, which transformers then overwrites: twice the random numbers, and on a
     CPU random numbers are most of the build time.
     """
+    import torch
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype or torch.float32)
     model.to_empty(device=device)
     model.tie_weights()  # storage given per module unties a shared matrix: share it again
     output = model.get_output_embeddings()
@@ -230,6 +233,8 @@ class SourceKind:
     tokenizer: Callable[[dict[str, Any]], Any] | None = None
     # Its weights are drawn from a seed when it loads, never stored: its text is noise.
     seeded: bool = False
+    # A model runs and is measured; False: the completions are given (`replay`).
+    generates: bool = True
 
 
 SOURCE_KINDS: dict[str, SourceKind] = {
@@ -238,9 +243,14 @@ SOURCE_KINDS: dict[str, SourceKind] = {
         SourceKind("gguf-wheel", _prepare_gguf, tokenizer=_gguf_tokenizer),
         SourceKind("hub", _prepare_hub, tokenizer=_hub_tokenizer),
         SourceKind("random", _prepare_random, seeded=True),
-        SourceKind("replay", _prepare_replay),
+        SourceKind("replay", _prepare_replay, generates=False),
     )
 }
+
+
+def source_kind(spec: dict[str, Any]) -> SourceKind:
+    """The kind of a model's source (`spec`: its config entry; the schema names the kinds)."""
+    return SOURCE_KINDS[spec["source"]["kind"]]
 
 
 def prepare(name: str, spec: dict[str, Any], out_dir: str | Path, log: Any = print) -> None:
@@ -322,7 +332,9 @@ def load(folder: str | Path, name: str, spec: dict[str, Any], device: str = "cpu
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(folder)
-    dtype = DTYPES[spec.get("dtype", "float32")]
+    import torch
+
+    dtype = getattr(torch, spec.get("dtype", "float32"))
     tokenizer = AutoTokenizer.from_pretrained(folder)
     provenance = json.loads((folder / PROVENANCE_FILE).read_text())
     if _seeded(provenance):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from llmenergy import evaluation, sandbox, stopping
+from llmenergy import datasets, evaluation, models, sandbox, stopping
 
 HUB_ENDPOINT = "https://huggingface.co"
 NETWORK_TIMEOUT_S = 5.0
@@ -56,13 +56,8 @@ class Pending:
 
 def _measured_models(config: dict[str, Any], runs: Iterable[tuple[str, str, str]]) -> set[str]:
     """The models of `runs` that really generate (not `replay` ones)."""
-    models = config["models"]
-    return {model for model, _, _ in runs if models[model]["source"]["kind"] != "replay"}
-
-
-def _runs_code(config: dict[str, Any], workload: str) -> bool:
-    """Whether scoring a workload runs its completions (HumanEval) rather than comparing text."""
-    return config["datasets"][config["workloads"][workload]["dataset"]]["format"] == "humaneval"
+    specs = config["models"]
+    return {model for model, _, _ in runs if models.source_kind(specs[model]).generates}
 
 
 def check_sandbox(config: dict[str, Any], pending: Pending) -> list[Finding]:
@@ -70,7 +65,8 @@ def check_sandbox(config: dict[str, Any], pending: Pending) -> list[Finding]:
     scoring goes on without one."""
     running = sorted({s for _, _, s in pending.generations if stopping.runs_code(s)})
     decoding = sorted({w for _, w, s in pending.generations if s in running})
-    scored = sorted({w for _, w, _ in pending.scores if _runs_code(config, w)})
+    # Scoring runs the completions of workloads with tests; it compares text elsewhere.
+    scored = sorted({w for _, w, _ in pending.scores if datasets.format_of(config, w).has_tests})
     if not decoding and not scored:
         return []
     settings = config["evaluation"]

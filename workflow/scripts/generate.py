@@ -57,7 +57,7 @@ def main(smk) -> None:
         style = smk.params.model["prompt_style"]
         if smk.params.strategy_module:  # a config's own strategy registers itself
             stopping.load_modules([smk.params.strategy_module])
-        replayed = smk.params.model["source"]["kind"] == "replay"
+        replayed = not models.source_kind(smk.params.model).generates
         # Replayed outputs are checked in step with their tokens: the earliest passing line.
         strategy = stopping.for_run(
             wildcards.strategy,
