@@ -9,6 +9,7 @@ from snakemake.utils import min_version, validate
 from llmenergy import (
     claims,
     configuration,
+    figures,
     gpu_slots,
     models,
     preflight,

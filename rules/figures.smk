@@ -1,11 +1,4 @@
-FIGURES = [
-    "energy_per_phase",
-    "decode_cost_vs_prompt",
-    "token_cost_by_position",
-    "savings_by_strategy",
-    "energy_vs_accuracy",
-    "amplification_vs_kv_cache",
-]
+FIGURES = list(figures.FIGURES)
 
 
 rule figures:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import polars as pl
 
 from llmenergy import amplification, records
@@ -31,8 +30,23 @@ def energy_label(summary: pl.DataFrame) -> str:
     return "Energy per task (J, estimated)" if estimated else "Energy per task (J)"
 
 
+@contextmanager
+def _axes(figsize: tuple[float, float]) -> Iterator[tuple[Any, Any]]:
+    """A figure and its axes in the house style. matplotlib loads here, on drawing, not on
+    import: the workflow's parser reads FIGURES."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # non-interactive: files only
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(STYLE):
+        yield plt.subplots(figsize=figsize)
+
+
 def save(fig: Any, out_png: str | Path) -> None:
     """Write the figure as PNG and, beside it, SVG; atomically; then close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     for path, fmt in ((Path(out_png), "png"), (Path(out_png).with_suffix(".svg"), "svg")):
         with records.atomic_path(path) as tmp:
@@ -54,8 +68,7 @@ def energy_per_phase(summary: pl.DataFrame, out_png: str | Path) -> None:
     labels = [f"{r['model']}\n{r['workload']}\n{r['strategy']}" for r in rows.iter_rows(named=True)]
     prefill = rows["prefill_energy_j_mean"].to_list()
     decode = rows["decode_energy_j_mean"].to_list()
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(labels) + 3), 4.0))
+    with _axes((max(5.0, 1.6 * len(labels) + 3), 4.0)) as (fig, ax):
         positions = range(len(labels))
         ax.bar(positions, prefill, 0.6, color=PHASE_COLOURS["prefill"], label="prefill")
         ax.bar(
@@ -74,8 +87,7 @@ def decode_cost_vs_prompt(tasks: pl.DataFrame, fits: pl.DataFrame, out_png: str 
     """Decode energy per token of each unsuppressed task against its prompt length, with each
     model's fitted line."""
     rows = amplification.decode_costs(tasks)
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    with _axes((6.5, 4.0)) as (fig, ax):
         for model, group in rows.group_by("model", maintain_order=True):
             name = model[0]
             points = ax.scatter(group["prompt_tokens"], group["jpt"], s=14, alpha=0.7, label=name)
@@ -107,8 +119,7 @@ def token_cost_by_position(tokens: pl.DataFrame, out_png: str | Path) -> None:
         .agg(pl.col(column).mean())
         .sort(["model", "position"])
     )
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    with _axes((6.5, 4.0)) as (fig, ax):
         for model, group in means.group_by("model", maintain_order=True):
             ax.plot(group["position"], group[column], linewidth=1, label=model[0])
         ax.set_xlabel("Output token position i")
@@ -125,8 +136,7 @@ def savings_by_strategy(savings: pl.DataFrame, out_png: str | Path) -> None:
     labels = [
         f"{r['model']}\n{r['workload']}\n{r['strategy']}" for r in savings.iter_rows(named=True)
     ]
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(labels) + 3), 4.0))
+    with _axes((max(5.0, 1.3 * len(labels) + 3), 4.0)) as (fig, ax):
         xs = list(range(len(labels)))
         labelled: set[str] = set()
         for name, offset, colour in (("tokens", -0.2, "#55A868"), ("energy", 0.2, "#C44E52")):
@@ -165,8 +175,7 @@ def energy_vs_accuracy(summary: pl.DataFrame, out_png: str | Path) -> None:
         pl.col("total_energy_j_mean").is_not_null() & pl.col("pass_at_1").is_not_null()
     )
     markers = {records.BASELINE: "o", "stopwords": "s", "syntax": "^", "oracle": "D"}
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    with _axes((6.5, 4.0)) as (fig, ax):
         for row in rows.iter_rows(named=True):
             ax.scatter(
                 row["total_energy_j_mean"],
@@ -201,8 +210,7 @@ def amplification_vs_kv_cache(shapes: pl.DataFrame, out_png: str | Path) -> None
         for row in shapes.iter_rows(named=True)
         if row["amplification_pct"] is not None and math.isfinite(row["amplification_pct"])
     ]
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(7.0, 4.5))
+    with _axes((7.0, 4.5)) as (fig, ax):
         for kind, colour in ATTENTION_COLOURS.items():
             mine = [row for row in rows if row["attention"] == kind]
             if mine:
@@ -236,3 +244,31 @@ def amplification_vs_kv_cache(shapes: pl.DataFrame, out_png: str | Path) -> None
             loc="upper left",
         )
         save(fig, out_png)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of the report: how it is drawn, and from which of the run's tables (by
+    name, as the figures rule reads them: summary, savings, amplification, shapes, tasks,
+    tokens), in the order `draw` takes them before the PNG's path."""
+
+    draw: Callable[..., None]
+    tables: tuple[str, ...]
+
+
+# The report's figures, in its order. A figure of tables the rule reads already is its
+# function and its line here.
+FIGURES: dict[str, Figure] = {
+    "energy_per_phase": Figure(energy_per_phase, ("summary",)),
+    "decode_cost_vs_prompt": Figure(decode_cost_vs_prompt, ("tasks", "amplification")),
+    "token_cost_by_position": Figure(token_cost_by_position, ("tokens",)),
+    "savings_by_strategy": Figure(savings_by_strategy, ("savings",)),
+    "energy_vs_accuracy": Figure(energy_vs_accuracy, ("summary",)),
+    "amplification_vs_kv_cache": Figure(amplification_vs_kv_cache, ("shapes",)),
+}
+
+
+def draw(tables: Mapping[str, pl.DataFrame], outputs: Mapping[str, str | Path]) -> None:
+    """Every figure, from `tables` by name, to its PNG (`outputs`, by figure name)."""
+    for name, figure in FIGURES.items():
+        figure.draw(*(tables[table] for table in figure.tables), outputs[name])

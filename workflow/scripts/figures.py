@@ -24,18 +24,15 @@ def main(smk) -> None:
                 for path, run in zip(smk.input.tokens, smk.params.token_runs, strict=True)
             ]
         )
-        figures.energy_per_phase(summary, smk.output.energy_per_phase)
-        figures.decode_cost_vs_prompt(
-            tasks, pl.read_parquet(smk.input.amplification), smk.output.decode_cost_vs_prompt
-        )
-        figures.token_cost_by_position(tokens, smk.output.token_cost_by_position)
-        figures.savings_by_strategy(
-            pl.read_parquet(smk.input.savings), smk.output.savings_by_strategy
-        )
-        figures.energy_vs_accuracy(summary, smk.output.energy_vs_accuracy)
-        figures.amplification_vs_kv_cache(
-            pl.read_parquet(smk.input.shapes), smk.output.amplification_vs_kv_cache
-        )
+        tables = {
+            "summary": summary,
+            "savings": pl.read_parquet(smk.input.savings),
+            "amplification": pl.read_parquet(smk.input.amplification),
+            "shapes": pl.read_parquet(smk.input.shapes),
+            "tasks": tasks,
+            "tokens": tokens,
+        }
+        figures.draw(tables, {name: getattr(smk.output, name) for name in figures.FIGURES})
         log(f"drew {len(figures_drawn(smk))} figures")
 
 
