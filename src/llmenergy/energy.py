@@ -8,7 +8,7 @@ What is metered is the device that runs the model (its *accelerator*), and nothi
   labelled as an estimate everywhere (`measured` is false).
 
 The host (RAPL package and DRAM beside a GPU accelerator, DRAM beside a CPU-package one) is read
-into its own figure, `host_energy_j`, never added to the accelerator's. A host that cannot be
+into its own figure (`Joules.host`), never added to the accelerator's. A host that cannot be
 read leaves that figure null and the accelerator reading untouched.
 
 A counter cannot resolve a window much shorter than its update period: every meter says how
@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from llmenergy.joules import Joules
 
 ESTIMATE_SOURCE = "estimate:cpu-time"
 # Shortest window each kind of meter resolves, unless the config says otherwise: ten updates of
@@ -63,21 +65,17 @@ class EnergyUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class Reading:
-    """Energy and time of one window. `energy_j` is None when it could not be measured.
-
-    `energy_j` is the accelerator's (`device`); `host_energy_j` the host's beside it, or None.
-    `start` and `end` are wall-clock times (time.time()), to align with power timelines.
+    """Energy and time of one window: the accelerator's (the meter's `device`) and the host's
+    beside it, each None where it could not be read. How they were read is the meter's
+    (`source`, `host_source`). `start` and `end` are wall-clock times (time.time()), to align
+    with power timelines.
     """
 
     name: str
     seconds: float
-    energy_j: float | None
-    source: str
+    joules: Joules
     start: float = 0.0
     end: float = 0.0
-    measured: bool = False
-    device: str = "estimate"
-    host_energy_j: float | None = None
 
 
 class Meter(Protocol):
@@ -136,8 +134,7 @@ class EstimateMeter:
         return Reading(
             name=name,
             seconds=time.perf_counter() - wall0,
-            energy_j=cpu_s * self.watts_per_core,
-            source=self.source,
+            joules=Joules(cpu_s * self.watts_per_core),
             start=start,
             end=time.time(),
         )
@@ -595,13 +592,9 @@ class ZeusMeter:
         return Reading(
             name=name,
             seconds=seconds - opened.perf,
-            energy_j=energy_j,
-            source=self.source,
+            joules=Joules(energy_j, host_j),
             start=opened.start,
             end=end,
-            measured=True,
-            device=self.device,
-            host_energy_j=host_j,
         )
 
     def idle(self, seconds: float) -> Reading:
@@ -680,10 +673,8 @@ def measure_idle(meter: Meter, seconds: float) -> Reading:
 
 def power_w(reading: Reading) -> tuple[float | None, float | None]:
     """Mean accelerator and host power of a reading (None where not read)."""
-    seconds = max(reading.seconds, 1e-9)
-    accelerator = None if reading.energy_j is None else reading.energy_j / seconds
-    host = None if reading.host_energy_j is None else reading.host_energy_j / seconds
-    return accelerator, host
+    watts = reading.joules / max(reading.seconds, 1e-9)  # joules per second
+    return watts.accelerator, watts.host
 
 
 def gpu_state() -> list[dict[str, Any]]:
