@@ -26,12 +26,12 @@ a GPU offers only NVML's one-second average, per-token energy is null and flagge
 from __future__ import annotations
 
 import bisect
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from llmenergy.gpus import visible as visible_gpus
 from llmenergy.joules import Joules
 
 ESTIMATE_SOURCE = "estimate:cpu-time"
@@ -161,21 +161,16 @@ class Counters:
 
 
 def available_counters() -> Counters:
-    """Probe NVML and RAPL through Zeus; return the indices that exist."""
+    """The GPUs this process can see (by index after `CUDA_VISIBLE_DEVICES`, as Zeus and torch
+    count them) and the RAPL packages Zeus can read."""
     from zeus.device.cpu import rapl
-    from zeus.device.gpu import nvml_is_available
 
-    gpus: tuple[int, ...] = ()
-    if nvml_is_available():
-        from zeus.device import get_gpus
-
-        gpus = tuple(range(len(get_gpus())))
     cpus: tuple[int, ...] = ()
     if rapl.rapl_is_available():
         from zeus.device import get_cpus
 
         cpus = tuple(range(len(get_cpus())))
-    return Counters(gpu_indices=gpus, cpu_indices=cpus)
+    return Counters(gpu_indices=tuple(range(len(visible_gpus()))), cpu_indices=cpus)
 
 
 @dataclass(frozen=True)
@@ -412,28 +407,11 @@ class GpuCounters:
         )
 
 
-def gpu_names(indices: Sequence[int]) -> dict[int, str]:
-    from zeus.device import get_gpus
-
-    gpus = get_gpus()
-    return {index: gpus.get_name(index) for index in indices}
-
-
-def nvml_index(visible_index: int, cuda_visible_devices: str | None) -> int | str:
-    """The NVML index (PCI bus order) of the GPU that is `visible_index` after
-    `CUDA_VISIBLE_DEVICES`, so that a record names the same GPU whatever a job could see; the
-    entry itself where it is not an index (a UUID)."""
-    if cuda_visible_devices is None:
-        return visible_index
-    entry = cuda_visible_devices.split(",")[visible_index].strip()
-    return int(entry) if entry.isdigit() else entry
-
-
 def gpu_labels(indices: Sequence[int]) -> str:
-    """The label of each metered GPU, `gpu:<NVML index> <name>`, comma-separated."""
-    names = gpu_names(indices)
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return ",".join(f"gpu:{nvml_index(i, visible)} {names[i]}" for i in indices)
+    """The label of each metered GPU (by index after `CUDA_VISIBLE_DEVICES`), `gpu:<NVML
+    index> <name>`, comma-separated: a record names the same GPU whatever a job could see."""
+    visible = visible_gpus()
+    return ",".join(f"gpu:{visible[i].index} {visible[i].name}" for i in indices)
 
 
 def instant_power_readable(indices: Sequence[int]) -> bool:
@@ -675,31 +653,3 @@ def power_w(reading: Reading) -> tuple[float | None, float | None]:
     """Mean accelerator and host power of a reading (None where not read)."""
     watts = reading.joules / max(reading.seconds, 1e-9)  # joules per second
     return watts.accelerator, watts.host
-
-
-def gpu_state() -> list[dict[str, Any]]:
-    """Name, driver, clocks, temperature and power limit of each GPU (empty without NVML)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # no NVML: nothing to describe
-        return []
-    states = []
-    driver = pynvml.nvmlSystemGetDriverVersion()
-    for index in range(pynvml.nvmlDeviceGetCount()):
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        states.append(
-            {
-                "index": index,
-                "name": pynvml.nvmlDeviceGetName(handle),
-                "driver": driver,
-                "sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
-                "memory_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM),
-                "temperature_c": pynvml.nvmlDeviceGetTemperature(
-                    handle, pynvml.NVML_TEMPERATURE_GPU
-                ),
-                "power_limit_w": pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000,
-            }
-        )
-    return states
