@@ -227,6 +227,33 @@ def test_a_short_idle_window_is_lengthened_to_the_meters_shortest(tmp_path):
         assert watts == pytest.approx(300.0, rel=0.11)  # one update in ten, at most
 
 
+def test_a_gpu_window_open_by_that_name_cannot_begin_again(tmp_path):
+    """The GPU meter refuses a window begun twice (it would lose its first start), keeps the
+    first open, and says what it reads: the GPU alone, no host."""
+    spec = write_spec(tmp_path, [gpu(300.0)])
+    script = (
+        "from llmenergy import energy\n"
+        "if __name__ == '__main__':\n"
+        "    config = {'backend': 'zeus', 'watts_per_core': 1, 'gpus': [0], 'min_window_s': 0.3}\n"
+        "    meter = energy.open_meter(config, read_host=False)\n"
+        "    print(meter.source, meter.host_source, meter.covers_cpu, meter.min_window_s)\n"
+        "    meter.begin('w')\n"
+        "    try:\n"
+        "        meter.begin('w')\n"
+        "    except ValueError as error:\n"
+        "        print(error)\n"
+        "    reading = meter.end('w')\n"
+        "    print(reading.joules.accelerator, reading.seconds, reading.joules.host)\n"
+    )
+    said, refused, read = run_script(spec, script).strip().splitlines()
+    assert said == "zeus:nvml None False 0.3"
+    assert refused == "energy window 'w' is already open"
+    joules, seconds, host = read.split()
+    # Update to update around the work, with no idle power to take the wait out: 300 W over
+    # the work and up to an update of 100 ms on each side.
+    assert 0 < float(joules) <= 300.0 * (float(seconds) + 0.2) * 1.05 and host == "None"
+
+
 def test_the_dag_meters_the_simulated_gpu(tmp_path, workdir):
     """The real workflow on the tiny config with `energy.backend: zeus` bound to simulated
     GPU 2 of three: every record names that GPU, its energy is that GPU's power x time, its

@@ -10,6 +10,7 @@ import torch
 
 from llmenergy import energy, generation, models, stopping, workloads
 from llmenergy.generation_settings import GenerationSettings
+from llmenergy.joules import Joules
 
 PROMPT = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
 
@@ -48,9 +49,10 @@ def test_phases_timed_and_metered_apart(tiny_model):
     assert all(later > earlier for earlier, later in itertools.pairwise(times))
     assert times[0] == pytest.approx(decoded.prefill_s)
     assert decoded.prefill_s > 0 and decoded.decode_s > 0
-    assert decoded.prefill_energy_j is not None and decoded.prefill_energy_j >= 0
-    assert decoded.decode_energy_j is not None and decoded.decode_energy_j > 0
-    assert decoded.energy_source == energy.ESTIMATE_SOURCE
+    prefill, decode = decoded.prefill_energy.accelerator, decoded.decode_energy.accelerator
+    assert prefill is not None and prefill >= 0
+    assert decode is not None and decode > 0
+    assert decoded.prefill_energy.host is None and decoded.decode_energy.host is None  # not read
 
 
 def test_stops_at_eos(tiny_model):
@@ -73,7 +75,8 @@ def test_single_token_cap_has_no_decode_phase(tiny_model):
     decoded = generation.decode_greedy(tiny_model, input_ids, 1, meter)
     assert len(decoded.token_ids) == 1
     assert decoded.decode_s == 0.0
-    assert decoded.decode_energy_j == 0.0  # no decode phase happened: it cost nothing
+    # No decode phase happened: it cost nothing (and the estimate reads no host).
+    assert decoded.decode_energy == Joules(0.0, None)
     assert decoded.flags == ["no-decode"]
 
 

@@ -36,7 +36,9 @@ def run_gate(tmp_path: Path, gpus: list[dict] | None) -> tuple[subprocess.Comple
     if gpus is not None:
         spec = tmp_path / "nvml.json"
         spec.write_text(json.dumps({"epoch": time.time(), "update_s": 0.1, "gpus": gpus}))
-        env |= {"FAKE_NVML_SPEC": str(spec), "PYTHONPATH": str(FAKE_NVML)}
+        # The simulated NVML first, then whatever this run imports llmenergy from.
+        paths = [str(FAKE_NVML), os.environ.get("PYTHONPATH", "")]
+        env |= {"FAKE_NVML_SPEC": str(spec), "PYTHONPATH": os.pathsep.join(paths)}
     out = tmp_path / "gate.json"
     started = time.perf_counter()
     run = subprocess.run(

@@ -19,11 +19,11 @@ import polars as pl
 import pytest
 from test_energy_nvml import H100, environment, gpu, write_spec
 
-from llmenergy import gpu_slots
+from llmenergy import gpu_slots, gpus
 
 from conftest import load_tiny_config, snakemake_command
 
-GPUS = [gpu_slots.Gpu(i, f"GPU-{i}aa-{i}") for i in range(4)]
+GPUS = [gpus.Gpu(i, f"GPU-{i}aa-{i}", H100) for i in range(4)]
 
 
 def config_with(device: str = "cuda", **energy) -> dict:
@@ -49,10 +49,10 @@ def test_cuda_models_get_a_gpu_each_and_everything_else_runs_alone():
 
 
 def test_cuda_visible_devices_limits_the_gpus_by_index_or_uuid():
-    assert gpu_slots.restrict(GPUS, None) == GPUS
-    assert gpu_slots.restrict(GPUS, "3,1") == [GPUS[3], GPUS[1]]
-    assert gpu_slots.restrict(GPUS, "GPU-2aa") == [GPUS[2]]
-    assert gpu_slots.restrict(GPUS, "") == []
+    assert gpus.restrict(GPUS, None) == GPUS
+    assert gpus.restrict(GPUS, "3,1") == [GPUS[3], GPUS[1]]
+    assert gpus.restrict(GPUS, "GPU-2aa") == [GPUS[2]]
+    assert gpus.restrict(GPUS, "") == []
     environ: dict[str, str] = {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}
     gpu_slots.pin(GPUS[2], environ)
     assert environ == {"CUDA_VISIBLE_DEVICES": "2", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
@@ -61,8 +61,8 @@ def test_cuda_visible_devices_limits_the_gpus_by_index_or_uuid():
 HOLD = """
 import sys, time
 from pathlib import Path
-from llmenergy import gpu_slots
-held = gpu_slots.try_claim(gpu_slots.Gpu(0, "GPU-held"), Path(sys.argv[1]))
+from llmenergy import gpu_slots, gpus
+held = gpu_slots.try_claim(gpus.Gpu(0, "GPU-held", "held"), Path(sys.argv[1]))
 print("held" if held else "busy", flush=True)
 time.sleep(float(sys.argv[2]))
 """
@@ -74,9 +74,9 @@ def test_a_gpu_held_by_another_process_is_not_claimed_until_it_exits(tmp_path: P
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        gpu = gpu_slots.Gpu(0, "GPU-held")
+        gpu = gpus.Gpu(0, "GPU-held", "held")
         assert gpu_slots.try_claim(gpu, tmp_path) is None
-        other = gpu_slots.Gpu(1, "GPU-free")
+        other = gpus.Gpu(1, "GPU-free", "free")
         notes: list[str] = []
         got = gpu_slots.claim([gpu, other], tmp_path, notes.append)
         assert got.gpu == other and notes == []

@@ -66,7 +66,8 @@ def test_oracle_without_a_sandbox_stops_before_any_job(workdir: Path, no_sandbox
 
 
 def test_no_counter_for_zeus_stops_before_any_job(workdir: Path):
-    if (counters := energy.available_counters()).any:
+    counters = energy.available_counters()
+    if counters.gpu_indices or counters.cpu_indices:
         pytest.skip(f"this machine has energy counters ({counters})")
     config = tiny()
     config["energy"]["backend"] = "zeus"

@@ -8,7 +8,7 @@ What is metered is the device that runs the model (its *accelerator*), and nothi
   labelled as an estimate everywhere (`measured` is false).
 
 The host (RAPL package and DRAM beside a GPU accelerator, DRAM beside a CPU-package one) is read
-into its own figure, `host_energy_j`, never added to the accelerator's. A host that cannot be
+into its own figure (`Joules.host`), never added to the accelerator's. A host that cannot be
 read leaves that figure null and the accelerator reading untouched.
 
 A counter cannot resolve a window much shorter than its update period: every meter says how
@@ -26,11 +26,13 @@ a GPU offers only NVML's one-second average, per-token energy is null and flagge
 from __future__ import annotations
 
 import bisect
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from llmenergy.gpus import visible as visible_gpus
+from llmenergy.joules import Joules
 
 ESTIMATE_SOURCE = "estimate:cpu-time"
 # Shortest window each kind of meter resolves, unless the config says otherwise: ten updates of
@@ -63,21 +65,17 @@ class EnergyUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class Reading:
-    """Energy and time of one window. `energy_j` is None when it could not be measured.
-
-    `energy_j` is the accelerator's (`device`); `host_energy_j` the host's beside it, or None.
-    `start` and `end` are wall-clock times (time.time()), to align with power timelines.
+    """Energy and time of one window: the accelerator's (the meter's `device`) and the host's
+    beside it, each None where it could not be read. How they were read is the meter's
+    (`source`, `host_source`). `start` and `end` are wall-clock times (time.time()), to align
+    with power timelines.
     """
 
     name: str
     seconds: float
-    energy_j: float | None
-    source: str
+    joules: Joules
     start: float = 0.0
     end: float = 0.0
-    measured: bool = False
-    device: str = "estimate"
-    host_energy_j: float | None = None
 
 
 class Meter(Protocol):
@@ -89,7 +87,9 @@ class Meter(Protocol):
     min_window_s: float
     per_token_flag: str | None  # why per-token energy is null, where it is by construction
 
-    def begin(self, name: str) -> None: ...
+    def begin(self, name: str) -> None:
+        """Open window `name`; one already open by that name is an error (ValueError)."""
+        ...
 
     def end(self, name: str) -> Reading: ...
 
@@ -128,6 +128,7 @@ class EstimateMeter:
         self._open: dict[str, tuple[float, float, float]] = {}
 
     def begin(self, name: str) -> None:
+        _refuse_open(name, self._open)
         self._open[name] = (time.time(), time.perf_counter(), time.process_time())
 
     def end(self, name: str) -> Reading:
@@ -136,8 +137,7 @@ class EstimateMeter:
         return Reading(
             name=name,
             seconds=time.perf_counter() - wall0,
-            energy_j=cpu_s * self.watts_per_core,
-            source=self.source,
+            joules=Joules(cpu_s * self.watts_per_core),
             start=start,
             end=time.time(),
         )
@@ -158,27 +158,18 @@ class Counters:
     gpu_indices: tuple[int, ...]
     cpu_indices: tuple[int, ...]
 
-    @property
-    def any(self) -> bool:
-        return bool(self.gpu_indices or self.cpu_indices)
-
 
 def available_counters() -> Counters:
-    """Probe NVML and RAPL through Zeus; return the indices that exist."""
+    """The GPUs this process can see (by index after `CUDA_VISIBLE_DEVICES`, as Zeus and torch
+    count them) and the RAPL packages Zeus can read."""
     from zeus.device.cpu import rapl
-    from zeus.device.gpu import nvml_is_available
 
-    gpus: tuple[int, ...] = ()
-    if nvml_is_available():
-        from zeus.device import get_gpus
-
-        gpus = tuple(range(len(get_gpus())))
     cpus: tuple[int, ...] = ()
     if rapl.rapl_is_available():
         from zeus.device import get_cpus
 
         cpus = tuple(range(len(get_cpus())))
-    return Counters(gpu_indices=gpus, cpu_indices=cpus)
+    return Counters(gpu_indices=tuple(range(len(visible_gpus()))), cpu_indices=cpus)
 
 
 @dataclass(frozen=True)
@@ -415,28 +406,11 @@ class GpuCounters:
         )
 
 
-def gpu_names(indices: Sequence[int]) -> dict[int, str]:
-    from zeus.device import get_gpus
-
-    gpus = get_gpus()
-    return {index: gpus.get_name(index) for index in indices}
-
-
-def nvml_index(visible_index: int, cuda_visible_devices: str | None) -> int | str:
-    """The NVML index (PCI bus order) of the GPU that is `visible_index` after
-    `CUDA_VISIBLE_DEVICES`, so that a record names the same GPU whatever a job could see; the
-    entry itself where it is not an index (a UUID)."""
-    if cuda_visible_devices is None:
-        return visible_index
-    entry = cuda_visible_devices.split(",")[visible_index].strip()
-    return int(entry) if entry.isdigit() else entry
-
-
 def gpu_labels(indices: Sequence[int]) -> str:
-    """The label of each metered GPU, `gpu:<NVML index> <name>`, comma-separated."""
-    names = gpu_names(indices)
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return ",".join(f"gpu:{nvml_index(i, visible)} {names[i]}" for i in indices)
+    """The label of each metered GPU (by index after `CUDA_VISIBLE_DEVICES`), `gpu:<NVML
+    index> <name>`, comma-separated: a record names the same GPU whatever a job could see."""
+    visible = visible_gpus()
+    return ",".join(f"gpu:{visible[i].index} {visible[i].name}" for i in indices)
 
 
 def instant_power_readable(indices: Sequence[int]) -> bool:
@@ -481,14 +455,109 @@ class RaplWindows:
         return package, float(sum(dram.values())) if dram else None
 
 
+class Host(Protocol):
+    """The host beside a GPU: one figure per window, or None where it is not read."""
+
+    source: str | None  # how its energy is known
+
+    def begin(self, name: str) -> None: ...
+
+    def end(self, name: str) -> float | None: ...
+
+
+class RaplHost:
+    """The host beside a GPU on RAPL: its packages and their DRAM, as one figure."""
+
+    source = "zeus:rapl"
+
+    def __init__(self, cpus: Sequence[int]) -> None:
+        self._windows = RaplWindows(cpus)
+
+    def begin(self, name: str) -> None:
+        self._windows.begin(name)
+
+    def end(self, name: str) -> float | None:
+        package, dram = self._windows.end(name)
+        return package + (dram or 0.0)
+
+
 class NoHost:
     """The host beside a GPU where it is not read."""
+
+    source = None
 
     def begin(self, name: str) -> None:
         return None
 
     def end(self, name: str) -> None:
         return None
+
+
+def host_beside_gpus(cpus: Sequence[int], log: Callable[[str], None] | None) -> Host:
+    """The host beside the metered GPUs: RAPL's packages `cpus` on a monitor of their own, so
+    that a RAPL that fails cannot stop the GPUs' (its energy then stays null); none to read
+    where `cpus` is empty."""
+    if not cpus:
+        return NoHost()
+    try:
+        return RaplHost(cpus)
+    except Exception as error:  # unreadable RAPL: host energy stays null
+        if log is not None:
+            log(f"host energy not read: RAPL failed ({error})")
+        return NoHost()
+
+
+def _unknown(phases: Phases) -> list[list[float | None]]:
+    return [[None] * len(phase) for phase in phases]
+
+
+class PowerTimeline:
+    """The metered GPUs' instantaneous power, polled by Zeus's PowerMonitor every `period_s`,
+    from which each interval's energy is integrated (`phase_energies`)."""
+
+    def __init__(self, indices: Sequence[int], period_s: float) -> None:
+        from zeus.monitor.power import PowerMonitor
+
+        self._indices = tuple(indices)
+        self._period_s = period_s
+        self._settle_s = SETTLE_PERIODS * period_s
+        # An explicit period: Zeus 0.16 infers 0 s otherwise and its pollers spin.
+        self._monitor = PowerMonitor(
+            gpu_indices=list(indices),
+            update_period=period_s,
+            power_domains=["device_instant"],
+            max_samples_per_gpu=int(4 * 3600 / period_s),
+        )
+
+    def interval_energies(self, phases: Phases) -> list[list[float | None]]:
+        """Energy of each interval, each phase from what was read of it alone."""
+        intervals = [interval for phase in phases for interval in phase]
+        if not intervals:
+            return _unknown(phases)
+        last = max(end for _, end in intervals)
+        # Samples reach the timeline from Zeus's poller: let the one after `last` arrive.
+        time.sleep(max(0.0, last + 2 * self._period_s - time.time()))
+        lines = self._monitor.get_power_timeline("device_instant", end_time=last + 1.0)
+        # The job's whole timeline, cut once to these intervals (held_energy scans what it gets).
+        first = min(start for start, _ in intervals)
+        cut = [_around(lines.get(gpu, []), first, last) for gpu in self._indices]
+        energies = []
+        for phase in phases:
+            per_gpu = [phase_energies(line, phase, self._settle_s) for line in cut]
+            energies.append([_total(parts) for parts in zip(*per_gpu, strict=True)])
+        return energies
+
+
+class NoTimeline:
+    """No power timeline: no interval's energy is known."""
+
+    def interval_energies(self, phases: Phases) -> list[list[float | None]]:
+        return _unknown(phases)
+
+
+def _total(parts: Sequence[float | None]) -> float | None:
+    """The sum over GPUs, or None where one of them has none."""
+    return None if None in parts else sum(p for p in parts if p is not None)
 
 
 @dataclass(frozen=True)
@@ -501,107 +570,169 @@ class _Open:
     updates: Mapping[int, Update]
 
 
-class ZeusMeter:
-    """Named windows over Zeus: NVML's counters for GPUs (at their updates, `GpuCounters`) or
-    RAPL for CPU packages, and RAPL for the host beside a GPU."""
+class Metered(Protocol):
+    """The accelerator as a Zeus meter reads it, with the host beside it: what a `ZeusMeter`
+    says of its windows, and how each is opened and closed."""
+
+    source: str
+    device: str
+    covers_cpu: bool
+    host_source: str | None
+    per_token_flag: str | None
+    default_min_window_s: float
+
+    def synchronize(self) -> None:
+        """Wait for the work queued on the device."""
+        ...
+
+    def begin(self, name: str) -> Mapping[int, Update]:
+        """Open window `name`; the counter updates it starts from (none where it has none)."""
+        ...
+
+    def end(
+        self, name: str, opened: Mapping[int, Update], work: tuple[float, float], idle: bool
+    ) -> Joules:
+        """Close window `name`, whose work ran over `work` (wall-clock start and end)."""
+        ...
+
+    def interval_energies(self, phases: Phases) -> list[list[float | None]]: ...
+
+
+class MeteredGpus:
+    """GPUs on NVML's energy counters through Zeus, read at their updates (`GpuCounters`), the
+    host beside them on RAPL where it is read, and a power timeline for each token's energy
+    where the GPUs offer instantaneous power."""
+
+    source = "zeus:nvml"
+    covers_cpu = False
+    default_min_window_s = DEFAULT_MIN_WINDOW_S["gpu"]
 
     def __init__(
         self,
-        accelerator: Accelerator,
+        indices: Sequence[int],
         host_cpus: Sequence[int] = (),
-        min_window_s: float | None = None,
         power_timeline: bool = False,
         power_update_period_s: float = DEFAULT_POWER_UPDATE_PERIOD_S,
-        log: Any = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
-        self.accelerator = accelerator
-        on_gpu = accelerator.kind == "gpu"
-        if min_window_s is None:
-            min_window_s = DEFAULT_MIN_WINDOW_S["gpu" if on_gpu else "cpu"]
-        self.min_window_s = min_window_s
-        self.measured = True
-        self.covers_cpu = not on_gpu
-        self._gpus: GpuCounters | None = None
-        self._rapl: RaplWindows | None = None
-        if on_gpu:
-            self.device = gpu_labels(accelerator.indices)
-            self.source = "zeus:nvml"
-            self._gpus = GpuCounters(accelerator.indices, log)
-        else:
-            self.device = "cpu-package"
-            self.source = "zeus:rapl"
-            self._rapl = RaplWindows(accelerator.indices)
-        # The host beside a GPU: its own monitor, so a RAPL that fails cannot stop the GPU's.
-        self._host: RaplWindows | NoHost = NoHost()
-        self.host_source: str | None = None
-        if on_gpu and host_cpus:
-            try:
-                self._host = RaplWindows(host_cpus)
-                self.host_source = "zeus:rapl"
-            except Exception as error:  # unreadable RAPL: host energy stays null
-                if log is not None:
-                    log(f"host energy not read: RAPL failed ({error})")
-        elif not on_gpu:
-            self.host_source = "zeus:rapl"  # DRAM, where the packages report it
-        self._power = None
+        self.indices = tuple(indices)
+        self.device = gpu_labels(indices)
+        self._counters = GpuCounters(indices, log)
+        self._host = host_beside_gpus(host_cpus, log)
+        self.host_source = self._host.source
+        self._timeline: PowerTimeline | NoTimeline = NoTimeline()
         self.per_token_flag: str | None = None
-        self.power_update_period_s = power_update_period_s
-        self.settle_s = SETTLE_PERIODS * power_update_period_s
-        if power_timeline and on_gpu:
-            if instant_power_readable(accelerator.indices):
-                from zeus.monitor.power import PowerMonitor
-
-                # An explicit period: Zeus 0.16 infers 0 s otherwise and its pollers spin.
-                self._power = PowerMonitor(
-                    gpu_indices=list(accelerator.indices),
-                    update_period=power_update_period_s,
-                    power_domains=["device_instant"],
-                    max_samples_per_gpu=int(4 * 3600 / power_update_period_s),
-                )
+        if power_timeline:
+            if instant_power_readable(indices):
+                self._timeline = PowerTimeline(indices, power_update_period_s)
             else:
                 self.per_token_flag = PER_TOKEN_AVERAGE_ONLY
-        self._open: dict[str, _Open] = {}
-        self._cuda = on_gpu and _torch_has_cuda()
+        self._cuda = _torch_has_cuda()
 
-    def _synchronize(self) -> None:
+    def synchronize(self) -> None:
         """Wait for work queued on the metered GPUs (where torch drives them: a simulated
         NVML beside a CPU model has nothing to wait for, and Zeus's own sync would fail)."""
         if self._cuda:
             import torch
 
-            for index in self.accelerator.indices:
+            for index in self.indices:
                 torch.cuda.synchronize(index)
 
-    def begin(self, name: str) -> None:
-        self._synchronize()
-        updates = self._gpus.open() if self._gpus is not None else {}
-        if self._rapl is not None:
-            self._rapl.begin(name)
+    def begin(self, name: str) -> Mapping[int, Update]:
+        updates = self._counters.open()
         self._host.begin(name)  # after the GPUs' wait: the host's window is the work's alone
+        return updates
+
+    def end(
+        self, name: str, opened: Mapping[int, Update], work: tuple[float, float], idle: bool
+    ) -> Joules:
+        """With `idle` (the GPUs did nothing in the window), their idle power is learnt from
+        it first (`GpuCounters.close`)."""
+        host = self._host.end(name)
+        return Joules(self._counters.close(opened, work, idle), host)
+
+    def interval_energies(self, phases: Phases) -> list[list[float | None]]:
+        return self._timeline.interval_energies(phases)
+
+
+class MeteredPackages:
+    """The CPU packages on RAPL through Zeus, with their DRAM as the host beside them."""
+
+    source = "zeus:rapl"
+    device = "cpu-package"
+    covers_cpu = True  # the checks run on the packages, so they are in the figure
+    host_source = "zeus:rapl"  # DRAM, where the packages report it
+    per_token_flag = None
+    default_min_window_s = DEFAULT_MIN_WINDOW_S["cpu"]
+
+    def __init__(self, cpus: Sequence[int]) -> None:
+        self._windows = RaplWindows(cpus)
+
+    def synchronize(self) -> None:
+        return None  # the model's work on the CPU is done when its call returns
+
+    def begin(self, name: str) -> Mapping[int, Update]:
+        self._windows.begin(name)
+        return {}
+
+    def end(
+        self, name: str, opened: Mapping[int, Update], work: tuple[float, float], idle: bool
+    ) -> Joules:
+        package, dram = self._windows.end(name)
+        return Joules(package, dram)
+
+    def interval_energies(self, phases: Phases) -> list[list[float | None]]:
+        return _unknown(phases)  # no power timeline on RAPL
+
+
+class ZeusMeter:
+    """Named windows over Zeus on one metered accelerator (`MeteredGpus` or
+    `MeteredPackages`), which says what is read and how."""
+
+    measured = True
+
+    def __init__(self, metered: Metered, min_window_s: float | None = None) -> None:
+        self.metered = metered
+        if min_window_s is None:
+            min_window_s = metered.default_min_window_s
+        self.min_window_s = min_window_s
+        self._open: dict[str, _Open] = {}
+
+    @property
+    def source(self) -> str:
+        return self.metered.source
+
+    @property
+    def device(self) -> str:
+        return self.metered.device
+
+    @property
+    def covers_cpu(self) -> bool:
+        return self.metered.covers_cpu
+
+    @property
+    def host_source(self) -> str | None:
+        return self.metered.host_source
+
+    @property
+    def per_token_flag(self) -> str | None:
+        return self.metered.per_token_flag
+
+    def begin(self, name: str) -> None:
+        _refuse_open(name, self._open)
+        self.metered.synchronize()
+        updates = self.metered.begin(name)
         self._open[name] = _Open(time.time(), time.perf_counter(), updates)
 
     def end(self, name: str, idle: bool = False) -> Reading:
         """The window `name`'s reading; with `idle` (the device did nothing in it), the GPUs'
         idle power is learnt from it, and their energy is that power x its time."""
-        self._synchronize()
+        self.metered.synchronize()
         end, seconds = time.time(), time.perf_counter()
         opened = self._open.pop(name)
-        host = self._host.end(name)
-        host_j = None if host is None else host[0] + (host[1] or 0.0)
-        if self._rapl is not None:
-            energy_j, host_j = self._rapl.end(name)  # the DRAM beside the packages is the host
-        elif self._gpus is not None:
-            energy_j = self._gpus.close(opened.updates, (opened.start, end), idle)
+        joules = self.metered.end(name, opened.updates, (opened.start, end), idle)
         return Reading(
-            name=name,
-            seconds=seconds - opened.perf,
-            energy_j=energy_j,
-            source=self.source,
-            start=opened.start,
-            end=end,
-            measured=True,
-            device=self.device,
-            host_energy_j=host_j,
+            name=name, seconds=seconds - opened.perf, joules=joules, start=opened.start, end=end
         )
 
     def idle(self, seconds: float) -> Reading:
@@ -611,27 +742,14 @@ class ZeusMeter:
 
     def interval_energies(self, phases: Phases) -> list[list[float | None]]:
         """Accelerator energy of each interval from the instantaneous power timeline, each
-        phase from what was read of it alone (`phase_energies`)."""
-        intervals = [interval for phase in phases for interval in phase]
-        if self._power is None or not intervals:
-            return [[None] * len(phase) for phase in phases]
-        last = max(end for _, end in intervals)
-        # Samples reach the timeline from Zeus's poller: let the one after `last` arrive.
-        time.sleep(max(0.0, last + 2 * self.power_update_period_s - time.time()))
-        lines = self._power.get_power_timeline("device_instant", end_time=last + 1.0)
-        # The job's whole timeline, cut once to these intervals (held_energy scans what it gets).
-        first = min(start for start, _ in intervals)
-        cut = [_around(lines.get(gpu, []), first, last) for gpu in self.accelerator.indices]
-        energies = []
-        for phase in phases:
-            per_gpu = [phase_energies(line, phase, self.settle_s) for line in cut]
-            energies.append([_total(parts) for parts in zip(*per_gpu, strict=True)])
-        return energies
+        phase from what was read of it alone (`phase_energies`); None without one."""
+        return self.metered.interval_energies(phases)
 
 
-def _total(parts: Sequence[float | None]) -> float | None:
-    """The sum over GPUs, or None where one of them has none."""
-    return None if None in parts else sum(p for p in parts if p is not None)
+def _refuse_open(name: str, open_windows: Mapping[str, object]) -> None:
+    """A window begun again before it ended would lose its first start: refuse it."""
+    if name in open_windows:
+        raise ValueError(f"energy window {name!r} is already open")
 
 
 def open_meter(
@@ -658,16 +776,20 @@ def open_meter(
             f"{list(counters.cpu_indices) or 'none'}); use backend 'auto' or 'estimate', or name "
             "the GPUs to meter in energy.gpus"
         )
-    return ZeusMeter(
-        accelerator,
-        host_cpus=counters.cpu_indices if read_host else (),
-        min_window_s=min_window_s,
-        power_timeline=bool(config.get("power_timeline", True)),
-        power_update_period_s=float(
-            config.get("power_update_period_s", DEFAULT_POWER_UPDATE_PERIOD_S)
-        ),
-        log=log,
-    )
+    metered: Metered
+    if accelerator.kind == "gpu":
+        metered = MeteredGpus(
+            accelerator.indices,
+            host_cpus=counters.cpu_indices if read_host else (),
+            power_timeline=bool(config.get("power_timeline", True)),
+            power_update_period_s=float(
+                config.get("power_update_period_s", DEFAULT_POWER_UPDATE_PERIOD_S)
+            ),
+            log=log,
+        )
+    else:
+        metered = MeteredPackages(accelerator.indices)
+    return ZeusMeter(metered, min_window_s)
 
 
 def measure_idle(meter: Meter, seconds: float) -> Reading:
@@ -680,35 +802,5 @@ def measure_idle(meter: Meter, seconds: float) -> Reading:
 
 def power_w(reading: Reading) -> tuple[float | None, float | None]:
     """Mean accelerator and host power of a reading (None where not read)."""
-    seconds = max(reading.seconds, 1e-9)
-    accelerator = None if reading.energy_j is None else reading.energy_j / seconds
-    host = None if reading.host_energy_j is None else reading.host_energy_j / seconds
-    return accelerator, host
-
-
-def gpu_state() -> list[dict[str, Any]]:
-    """Name, driver, clocks, temperature and power limit of each GPU (empty without NVML)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # no NVML: nothing to describe
-        return []
-    states = []
-    driver = pynvml.nvmlSystemGetDriverVersion()
-    for index in range(pynvml.nvmlDeviceGetCount()):
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        states.append(
-            {
-                "index": index,
-                "name": pynvml.nvmlDeviceGetName(handle),
-                "driver": driver,
-                "sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
-                "memory_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM),
-                "temperature_c": pynvml.nvmlDeviceGetTemperature(
-                    handle, pynvml.NVML_TEMPERATURE_GPU
-                ),
-                "power_limit_w": pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000,
-            }
-        )
-    return states
+    watts = reading.joules / max(reading.seconds, 1e-9)  # joules per second
+    return watts.accelerator, watts.host

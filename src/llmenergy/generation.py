@@ -17,10 +17,11 @@ from typing import Any
 
 import torch
 
-from llmenergy import energy, models, stopping, workloads
+from llmenergy import energy, joules, models, stopping, workloads
 from llmenergy.detokenizer import IncrementalDetokenizer
 from llmenergy.energy import Meter, Reading
 from llmenergy.generation_settings import GenerationSettings
+from llmenergy.joules import Joules
 from llmenergy.models import LoadedModel
 
 
@@ -30,6 +31,7 @@ class Decoded:
 
     `token_times_s[i]` is when output token i was known, in seconds from the start of a
     single prefill pass; `token_energies_j[i]` its energy where a power timeline exists.
+    `prefill_energy` is one pass's, `decode_energy` the whole decode's.
     """
 
     prompt_tokens: int
@@ -39,13 +41,10 @@ class Decoded:
     token_energies_j: list[float | None]
     prefill_s: float
     decode_s: float
-    prefill_energy_j: float | None
-    decode_energy_j: float | None
-    energy_source: str
+    prefill_energy: Joules
+    decode_energy: Joules
     prefill_repeats: int
     flags: list[str] = field(default_factory=list)
-    prefill_host_energy_j: float | None = None
-    decode_host_energy_j: float | None = None
     task_repeats: int = 0  # whole-task passes of the window decode was found from, if any
     kept_text: str | None = None  # the output a stopping strategy kept, when it cut
 
@@ -85,8 +84,7 @@ class Prefill:
     output: Any
     first_token: torch.Tensor
     seconds: float
-    energy_j: float | None
-    host_energy_j: float | None
+    energy: Joules
     repeats: int
     reading: Reading
     flags: list[str]
@@ -123,14 +121,11 @@ def measure_prefill(
             break
         repeats = wanted
     flags = []
-    energy_j = None if reading.energy_j is None else reading.energy_j / repeats
-    host_j = None if reading.host_energy_j is None else reading.host_energy_j / repeats
+    per_pass = reading.joules / repeats
     if window_s < meter.min_window_s:
         flags.append("prefill-window-short")
-        energy_j = host_j = None
-    return Prefill(
-        output, first_token, window_s / repeats, energy_j, host_j, repeats, reading, flags
-    )
+        per_pass = joules.NONE
+    return Prefill(output, first_token, window_s / repeats, per_pass, repeats, reading, flags)
 
 
 @torch.inference_mode()
@@ -173,8 +168,8 @@ def decode_greedy(
         kept = stopper.feed(text[-1])
         return kept is not None
 
-    decode_energy: float | None = 0.0  # no decode phase at all costs nothing
-    decode_host: float | None = 0.0 if meter.host_source else None
+    # No decode phase at all costs nothing (on the host too, where it is read).
+    decode_energy = Joules(0.0, 0.0 if meter.host_source else None)
     decode_s = 0.0
     if token not in eos and stopper is not None and answer_complete(token):
         stop_reason = strategy
@@ -201,11 +196,10 @@ def decode_greedy(
                 stop_reason = "max_tokens"
                 break
         decode_s = time.perf_counter() - decode_start
-        decode = meter.end("decode")
-        decode_energy, decode_host = decode.energy_j, decode.host_energy_j
+        decode_energy = meter.end("decode").joules
         if decode_s < meter.min_window_s:
             flags.append("decode-window-short")
-            decode_energy = decode_host = None
+            decode_energy = joules.NONE
     if decode_s == 0.0:
         flags.append("no-decode")
 
@@ -228,14 +222,11 @@ def decode_greedy(
         token_energies_j=energies[: len(token_ids)],
         prefill_s=prefill.seconds,
         decode_s=decode_s,
-        prefill_energy_j=prefill.energy_j,
-        decode_energy_j=decode_energy,
-        energy_source=reading.source,
+        prefill_energy=prefill.energy,
+        decode_energy=decode_energy,
         prefill_repeats=prefill.repeats,
         flags=flags,
         kept_text=None if kept is None else "".join(text)[:kept],
-        prefill_host_energy_j=prefill.host_energy_j,
-        decode_host_energy_j=decode_host,
     )
 
 
@@ -259,10 +250,6 @@ def _replay_task(loaded: LoadedModel, input_ids: torch.Tensor, token_ids: list[i
         int(output.logits[:, -1, :].argmax(dim=-1).item())
 
 
-def _minus(whole: float | None, passes: int, part: float | None) -> float | None:
-    return None if whole is None or part is None else whole / passes - part
-
-
 @torch.inference_mode()
 def decode_by_subtraction(
     loaded: LoadedModel, input_ids: torch.Tensor, decoded: Decoded, meter: Meter, max_repeats: int
@@ -271,7 +258,7 @@ def decode_by_subtraction(
     (prefill and decode) passed r times in one window; decode = whole / r - prefill, for its
     energy and its time alike (so that both come from the same window). What still cannot be
     resolved stays null."""
-    if "decode-window-short" not in decoded.flags or decoded.prefill_energy_j is None:
+    if "decode-window-short" not in decoded.flags or decoded.prefill_energy.accelerator is None:
         return decoded
     passes = task_passes(decoded.prefill_s + decoded.decode_s, meter.min_window_s, max_repeats)
     while True:
@@ -289,18 +276,17 @@ def decode_by_subtraction(
         passes = max(passes + 1, task_passes(window_s / passes, meter.min_window_s, max_repeats))
     if window_s < meter.min_window_s:
         return dataclasses.replace(decoded, task_repeats=passes)
-    decode_j = _minus(reading.energy_j, passes, decoded.prefill_energy_j)
-    host_j = _minus(reading.host_energy_j, passes, decoded.prefill_host_energy_j)
+    decode = reading.joules / passes - decoded.prefill_energy
     flags = [f for f in decoded.flags if f != "decode-window-short"]
     flags.append("decode-by-subtraction")
-    if decode_j is not None and decode_j < 0:  # the difference is lost in the counter's noise
-        decode_j = None
+    if decode.accelerator is not None and decode.accelerator < 0:
+        # The difference is lost in the counter's noise (the host's figure is its own).
+        decode = dataclasses.replace(decode, accelerator=None)
         flags.append("decode-subtraction-negative")
     return dataclasses.replace(
         decoded,
         decode_s=max(window_s / passes - decoded.prefill_s, 0.0),
-        decode_energy_j=decode_j,
-        decode_host_energy_j=host_j,
+        decode_energy=decode,
         task_repeats=passes,
         flags=flags,
     )
@@ -372,11 +358,11 @@ def record(
         "prefill_s": decoded.prefill_s,
         "decode_s": decoded.decode_s,
         "task_s": decoded.prefill_s + decoded.decode_s if task_s is None else task_s,
-        "prefill_energy_j": decoded.prefill_energy_j,
-        "decode_energy_j": decoded.decode_energy_j,
+        "prefill_energy_j": decoded.prefill_energy.accelerator,
+        "decode_energy_j": decoded.decode_energy.accelerator,
         **dataclasses.asdict(context),
-        "prefill_host_energy_j": decoded.prefill_host_energy_j,
-        "decode_host_energy_j": decoded.decode_host_energy_j,
+        "prefill_host_energy_j": decoded.prefill_energy.host,
+        "decode_host_energy_j": decoded.decode_energy.host,
         "prefill_repeats": decoded.prefill_repeats,
         "task_repeats": decoded.task_repeats,
         "energy_flags": ",".join(
@@ -419,8 +405,8 @@ def package_energy(meter: Meter, reading: Reading) -> float | None:
     """The CPU packages' energy in a reading: the accelerator's figure when the model runs on
     them, else the host's (package and DRAM beside a GPU), where RAPL read it."""
     if meter.covers_cpu:
-        return reading.energy_j
-    return reading.host_energy_j
+        return reading.joules.accelerator
+    return reading.joules.host
 
 
 def warm_up(

@@ -24,48 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmenergy.gpus import Gpu, visible
+
 # Where the per-GPU lock files live: one folder per box, shared by every workflow on it.
 LOCK_DIR_ENV = "LLMENERGY_GPU_LOCKS"
 WAIT_LOG_EVERY_S = 60.0
-
-
-@dataclass(frozen=True)
-class Gpu:
-    """A GPU as NVML names it: its index (PCI bus order) and its UUID."""
-
-    index: int
-    uuid: str
-
-
-def visible_gpus(environ: dict[str, str] | None = None) -> list[Gpu]:
-    """The GPUs NVML reports, limited to those `CUDA_VISIBLE_DEVICES` names (by index or UUID
-    prefix) when it is set; empty without NVML."""
-    environ = os.environ if environ is None else environ
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # no NVML library or no driver: no GPU to share out
-        return []
-    gpus = []
-    for index in range(pynvml.nvmlDeviceGetCount()):
-        uuid = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(index))
-        gpus.append(Gpu(index, uuid.decode() if isinstance(uuid, bytes) else uuid))
-    return restrict(gpus, environ.get("CUDA_VISIBLE_DEVICES"))
-
-
-def restrict(gpus: Sequence[Gpu], visible: str | None) -> list[Gpu]:
-    """`gpus` limited to, and in the order of, a `CUDA_VISIBLE_DEVICES` value (None: all)."""
-    if visible is None:
-        return list(gpus)
-    chosen = []
-    for entry in filter(None, (part.strip() for part in visible.split(","))):
-        if entry.isdigit():
-            match = [gpu for gpu in gpus if gpu.index == int(entry)]
-        else:
-            match = [gpu for gpu in gpus if gpu.uuid.startswith(entry)]
-        chosen += [gpu for gpu in match if gpu not in chosen]
-    return chosen
 
 
 def pinned(config: dict[str, Any]) -> bool:
@@ -85,10 +48,10 @@ def pinned(config: dict[str, Any]) -> bool:
 
 def slots(config: dict[str, Any], gpus: Sequence[Gpu] | None = None) -> int:
     """How many generation jobs may run at once on this machine, one per GPU of `gpus` (by
-    default the visible ones); 0: one measured job at a time."""
+    default the visible ones, gpus.visible); 0: one measured job at a time."""
     if not pinned(config):
         return 0
-    return len(visible_gpus() if gpus is None else gpus)
+    return len(visible() if gpus is None else gpus)
 
 
 def lock_dir(environ: dict[str, str] | None = None) -> Path:

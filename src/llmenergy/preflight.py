@@ -143,9 +143,9 @@ def check_counters(
 
 def cuda_devices() -> int:
     """How many CUDA devices torch sees (0 on a CPU-only build)."""
-    import torch
+    from llmenergy import gpus
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return gpus.torch_device_count()
 
 
 def check_device(

@@ -11,6 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from llmenergy import gpus
+
 PACKAGES = (
     "llmenergy",
     "torch",
@@ -93,17 +95,9 @@ def hardware() -> dict[str, Any]:
         info["memory_gib"] = round(pages / 2**30, 1)
     except (ValueError, OSError):
         pass
-    import torch
-
-    if torch.cuda.is_available():
-        info["gpu"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            info["gpu_driver"] = pynvml.nvmlSystemGetDriverVersion()
-        except Exception:  # driver version is informative only
-            info["gpu_driver"] = "unknown"
-    else:
-        info["gpu"] = []
+    # The GPUs a model could run on, as torch names them: none where torch has no CUDA,
+    # whatever NVML sees; the driver's version is informative only.
+    info["gpu"] = gpus.torch_device_names()
+    if info["gpu"]:
+        info["gpu_driver"] = gpus.driver_version() or "unknown"
     return info

@@ -100,13 +100,13 @@ def check_nvml(answers: Answers) -> Any:
 
 def check_gpu(answers: Answers, pynvml: Any) -> Any:
     """NVML's handle of GPU 0 with its state recorded, or None where NVML sees no GPU."""
-    from llmenergy import energy
+    from llmenergy import gpus
 
     count = pynvml.nvmlDeviceGetCount()
     if count == 0:
         answers.say("gpu", False, "no GPU visible to NVML (0 devices)")
         return None
-    state = energy.gpu_state()[0]
+    state = gpus.states()[0]
     detail = (
         f"{state['name']}, {count} GPU(s), SM {state['sm_clock_mhz']} MHz, "
         f"{state['temperature_c']} C, power limit {state['power_limit_w']:.0f} W"

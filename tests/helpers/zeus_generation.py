@@ -65,6 +65,12 @@ def main() -> None:
     decoded = generation.decode_greedy(loaded, input_ids, max_new_tokens, bracketed, 256)
     record = dataclasses.asdict(decoded)
     record.pop("token_ids")
+    # The record's flat columns, as generation.record writes them, and the meter's source.
+    for phase in ("prefill", "decode"):
+        joules = record.pop(f"{phase}_energy")
+        record[f"{phase}_energy_j"] = joules["accelerator"]
+        record[f"{phase}_host_energy_j"] = joules["host"]
+    record["energy_source"] = meter.source
     record["windows"] = bracketed.windows
     print(json.dumps(record), flush=True)
 

@@ -9,7 +9,17 @@ A job holding a `gpu_slot` first claims a GPU of its own and pins itself to it (
 
 import polars as pl
 
-from llmenergy import energy, evaluation, generation, gpu_slots, logs, models, records, stopping
+from llmenergy import (
+    energy,
+    evaluation,
+    generation,
+    gpu_slots,
+    gpus,
+    logs,
+    models,
+    records,
+    stopping,
+)
 from llmenergy import replay as llm_replay
 from llmenergy.generation_settings import GenerationSettings
 
@@ -40,11 +50,11 @@ def write(result, smk) -> None:
 def claim_gpu(log):
     """Claim and pin a free GPU of this box (before CUDA starts); the claim lasts as long as
     the process. Returns whether other jobs may run on the box's other GPUs meanwhile."""
-    gpus = gpu_slots.visible_gpus()
-    held = gpu_slots.claim(gpus, gpu_slots.lock_dir(), log)
+    visible = gpus.visible()
+    held = gpu_slots.claim(visible, gpu_slots.lock_dir(), log)
     gpu_slots.pin(held.gpu)
-    log(f"claimed GPU {held.gpu.index} ({held.gpu.uuid}) of {len(gpus)}; pinned to it")
-    return len(gpus) > 1
+    log(f"claimed GPU {held.gpu.index} ({held.gpu.uuid}) of {len(visible)}; pinned to it")
+    return len(visible) > 1
 
 
 def main(smk) -> None:
@@ -82,7 +92,7 @@ def main(smk) -> None:
         if replayed:
             replay(smk, strategy, settings, keys, log)
             return
-        for gpu in energy.gpu_state():
+        for gpu in gpus.states():
             log(f"GPU {gpu}")
         loaded = models.load(smk.input.model, wildcards.model, smk.params.model, smk.params.device)
         # The meter reads the device the model's tensors are on (or energy.gpus).
