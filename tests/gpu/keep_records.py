@@ -5,8 +5,8 @@ Usage: python tests/gpu/keep_records.py OUT_FOLDER SLUG [CAVEAT]
 OUT_FOLDER is what `tests/gpu/kit.sh run` wrote ($OUT): its gate.json names the GPU, driver
 and clocks, kit.log the versions and the command, sweep-records.tar.gz the sweep's records.
 Writes, under a temporary name then renamed: gpu.json (the label), summary.csv and
-amplification.csv (the sweep's aggregate tables), generations/ (every record and per-token
-Parquet file), sweep.yaml (the config it ran), and the kit's own logs (kit.log, and
+amplification.csv (the sweep's aggregate tables), sweep.yaml (the config it ran), and the
+kit's own logs (kit.log, and
 gpu-tests.txt, stability.txt, loop-vs-generate.txt where they exist). Refuses a run whose gate
 did not read energy (mode other than `energy`): only measured records are kept. CAVEAT, where
 given, is what a reader must know before quoting the records; the report shows it first.
@@ -89,7 +89,6 @@ def keep(out: Path, dest: Path, caveat: str | None = None) -> None:
         shutil.copy(summary, partial / "summary.csv")
         amplification = work / "results" / "aggregate" / "amplification.parquet"
         pl.read_parquet(amplification).write_csv(partial / "amplification.csv")
-        shutil.copytree(work / "results" / "generations", partial / "generations")
         shutil.copy(work / "sweep.yaml", partial / "sweep.yaml")
         for name in LOGS:
             if (out / name).is_file():
