@@ -69,9 +69,8 @@ def outputs_evaluated(config: dict[str, Any], model: str) -> bool:
     """Whether a model's outputs are scored, analysed for babbling and cut by strategies: all
     but random-weight models, whose text is noise, unless their source sets
     `evaluate_outputs` (to exercise those stages, as tests/configs/tiny.yaml does)."""
-    source = config["models"][model]["source"]
-    seeded = models.source_kind(config["models"][model]).seeded
-    return not seeded or bool(source.get("evaluate_outputs", False))
+    spec = config["models"][model]
+    return not models.source_kind(spec).seeded or bool(spec["source"].get("evaluate_outputs"))
 
 
 def evaluated_models(config: dict[str, Any]) -> list[str]:
