@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from llmenergy.conditions import UNREAD, Conditions, CpuProbe, GpuProbe, Probe
 from llmenergy.gpus import visible as visible_gpus
 from llmenergy.joules import Joules
 
@@ -68,7 +69,7 @@ class Reading:
     """Energy and time of one window: the accelerator's (the meter's `device`) and the host's
     beside it, each None where it could not be read. How they were read is the meter's
     (`source`, `host_source`). `start` and `end` are wall-clock times (time.time()), to align
-    with power timelines.
+    with power timelines; `conditions` what else the machine did meanwhile.
     """
 
     name: str
@@ -76,6 +77,7 @@ class Reading:
     joules: Joules
     start: float = 0.0
     end: float = 0.0
+    conditions: Conditions = UNREAD
 
 
 class Meter(Protocol):
@@ -86,6 +88,7 @@ class Meter(Protocol):
     host_source: str | None  # how host energy is known, None where it is not read
     min_window_s: float
     per_token_flag: str | None  # why per-token energy is null, where it is by construction
+    model_threads: int | None  # the most intra-op threads the model may use; None: the job's
 
     def begin(self, name: str) -> None:
         """Open window `name`; one already open by that name is an error (ValueError)."""
@@ -117,6 +120,12 @@ class EstimateMeter:
     covers_cpu = False  # this process only: checks in other processes are not in it
     host_source = None
     per_token_flag = None
+    # One thread: with more, a thread that waits for another spins on its core (OpenMP's
+    # active wait), and that wait counts as CPU time, the more so the busier the machine
+    # (three times the quiet figure beside two busy processes on 2 cores, against 1.02 with
+    # one thread: benchmarks/estimate_causes.py, docs/design.md). One thread's CPU time is
+    # its work; the cores left over take the oracle's checks.
+    model_threads = 1
 
     def __init__(
         self, watts_per_core: float, min_window_s: float = DEFAULT_MIN_WINDOW_S["estimate"]
@@ -125,21 +134,25 @@ class EstimateMeter:
             raise ValueError(f"energy.watts_per_core must be > 0, got {watts_per_core}")
         self.watts_per_core = watts_per_core
         self.min_window_s = min_window_s
-        self._open: dict[str, tuple[float, float, float]] = {}
+        self._probe = CpuProbe()
+        self._open: dict[str, tuple[float, float, float, Any]] = {}
 
     def begin(self, name: str) -> None:
         _refuse_open(name, self._open)
-        self._open[name] = (time.time(), time.perf_counter(), time.process_time())
+        probed = self._probe.begin()
+        self._open[name] = (time.time(), time.perf_counter(), time.process_time(), probed)
 
     def end(self, name: str) -> Reading:
-        start, wall0, cpu0 = self._open.pop(name)
+        start, wall0, cpu0, probed = self._open.pop(name)
         cpu_s = time.process_time() - cpu0
+        seconds = time.perf_counter() - wall0
         return Reading(
             name=name,
-            seconds=time.perf_counter() - wall0,
+            seconds=seconds,
             joules=Joules(cpu_s * self.watts_per_core),
             start=start,
             end=time.time(),
+            conditions=self._probe.end(probed),
         )
 
     def idle(self, seconds: float) -> Reading:
@@ -568,6 +581,7 @@ class _Open:
     start: float
     perf: float
     updates: Mapping[int, Update]
+    probed: Any
 
 
 class Metered(Protocol):
@@ -580,6 +594,7 @@ class Metered(Protocol):
     host_source: str | None
     per_token_flag: str | None
     default_min_window_s: float
+    probe: Probe  # what else the machine does while a window is open
 
     def synchronize(self) -> None:
         """Wait for the work queued on the device."""
@@ -628,6 +643,9 @@ class MeteredGpus:
             else:
                 self.per_token_flag = PER_TOKEN_AVERAGE_ONLY
         self._cuda = _torch_has_cuda()
+        self.probe: Probe = GpuProbe(
+            [visible_gpus()[i].index for i in indices], own_on_device=self._cuda
+        )
 
     def synchronize(self) -> None:
         """Wait for work queued on the metered GPUs (where torch drives them: a simulated
@@ -667,6 +685,7 @@ class MeteredPackages:
 
     def __init__(self, cpus: Sequence[int]) -> None:
         self._windows = RaplWindows(cpus)
+        self.probe: Probe = CpuProbe()
 
     def synchronize(self) -> None:
         return None  # the model's work on the CPU is done when its call returns
@@ -690,6 +709,7 @@ class ZeusMeter:
     `MeteredPackages`), which says what is read and how."""
 
     measured = True
+    model_threads = None  # a counter reads what the device spent, waits included: they are real
 
     def __init__(self, metered: Metered, min_window_s: float | None = None) -> None:
         self.metered = metered
@@ -722,7 +742,8 @@ class ZeusMeter:
         _refuse_open(name, self._open)
         self.metered.synchronize()
         updates = self.metered.begin(name)
-        self._open[name] = _Open(time.time(), time.perf_counter(), updates)
+        probed = self.metered.probe.begin()
+        self._open[name] = _Open(time.time(), time.perf_counter(), updates, probed)
 
     def end(self, name: str, idle: bool = False) -> Reading:
         """The window `name`'s reading; with `idle` (the device did nothing in it), the GPUs'
@@ -730,9 +751,15 @@ class ZeusMeter:
         self.metered.synchronize()
         end, seconds = time.time(), time.perf_counter()
         opened = self._open.pop(name)
+        conditions = self.metered.probe.end(opened.probed)
         joules = self.metered.end(name, opened.updates, (opened.start, end), idle)
         return Reading(
-            name=name, seconds=seconds - opened.perf, joules=joules, start=opened.start, end=end
+            name=name,
+            seconds=seconds - opened.perf,
+            joules=joules,
+            start=opened.start,
+            end=end,
+            conditions=conditions,
         )
 
     def idle(self, seconds: float) -> Reading:

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from llmenergy import energy, joules, models, stopping, workloads
+from llmenergy import conditions, energy, joules, models, stopping, workloads
+from llmenergy.conditions import Conditions
 from llmenergy.detokenizer import IncrementalDetokenizer
 from llmenergy.energy import Meter, Reading
 from llmenergy.generation_settings import GenerationSettings
@@ -47,6 +48,7 @@ class Decoded:
     flags: list[str] = field(default_factory=list)
     task_repeats: int = 0  # whole-task passes of the window decode was found from, if any
     kept_text: str | None = None  # the output a stopping strategy kept, when it cut
+    conditions: Conditions = conditions.UNREAD  # what else ran beside its windows
 
 
 @dataclass
@@ -170,6 +172,7 @@ def decode_greedy(
 
     # No decode phase at all costs nothing (on the host too, where it is read).
     decode_energy = Joules(0.0, 0.0 if meter.host_source else None)
+    beside = prefill.reading.conditions
     decode_s = 0.0
     if token not in eos and stopper is not None and answer_complete(token):
         stop_reason = strategy
@@ -196,7 +199,9 @@ def decode_greedy(
                 stop_reason = "max_tokens"
                 break
         decode_s = time.perf_counter() - decode_start
-        decode_energy = meter.end("decode").joules
+        decode_reading = meter.end("decode")
+        decode_energy = decode_reading.joules
+        beside = beside.then(decode_reading.conditions)
         if decode_s < meter.min_window_s:
             flags.append("decode-window-short")
             decode_energy = joules.NONE
@@ -227,6 +232,7 @@ def decode_greedy(
         prefill_repeats=prefill.repeats,
         flags=flags,
         kept_text=None if kept is None else "".join(text)[:kept],
+        conditions=beside,
     )
 
 
@@ -274,8 +280,9 @@ def decode_by_subtraction(
             break
         # A first pass slowed by the checks beside it makes the replays faster than planned.
         passes = max(passes + 1, task_passes(window_s / passes, meter.min_window_s, max_repeats))
+    beside = decoded.conditions.then(reading.conditions)
     if window_s < meter.min_window_s:
-        return dataclasses.replace(decoded, task_repeats=passes)
+        return dataclasses.replace(decoded, task_repeats=passes, conditions=beside)
     decode = reading.joules / passes - decoded.prefill_energy
     flags = [f for f in decoded.flags if f != "decode-window-short"]
     flags.append("decode-by-subtraction")
@@ -289,6 +296,7 @@ def decode_by_subtraction(
         decode_energy=decode,
         task_repeats=passes,
         flags=flags,
+        conditions=beside,
     )
 
 
@@ -344,9 +352,11 @@ def record(
     context: Context,
     checks: Checks | None = None,
     task_s: float | None = None,
+    remeasured: int = 0,
 ) -> dict[str, Any]:
     """The generation record (records.GENERATION_SCHEMA) of one decoded task; `task_s` is its
-    first pass end to end (prefill + decode when not given)."""
+    first pass end to end (prefill + decode when not given); `remeasured`, how many times it
+    was measured again for contention."""
     checks = checks or Checks()
     return {
         **keys,
@@ -371,6 +381,8 @@ def record(
         "check_s": checks.seconds,
         "check_energy_j": checks.energy_j,
         "check_energy_source": checks.source,
+        **decoded.conditions.columns(),
+        "remeasured": remeasured,
     }
 
 
@@ -439,6 +451,11 @@ def run(
     subtracts it from the idle moments its windows hold. A task's checks are waited for
     before the next task's windows open. A decode window too short for the meter is measured
     again with the whole task repeated (decode_by_subtraction).
+
+    Each task's windows read what else the machine did (conditions): a task whose windows
+    other processes contended is measured again, up to `settings.bounds.max_remeasures`
+    times, and flagged `contended` where it stays so; a measured task whose mean power lies
+    outside its device's idle power and power limit is flagged (power_flags).
     """
     if settings.ignore_eos:
         loaded = dataclasses.replace(loaded, eos_token_ids=frozenset())
@@ -451,50 +468,40 @@ def run(
             idle = energy.measure_idle(meter, settings.idle_seconds)
             log(f"idle {meter.device}: {energy.power_w(idle)[0]} W over {idle.seconds:.1f} s")
     context = Context.of(meter, idle)
-    # Where RAPL reads the packages, one window over the task and its checks shares it out.
-    rapl_checks = (
-        strategy.runs_code and meter.measured and bool(meter.covers_cpu or meter.host_source)
-    )
+    # Cores the model leaves to other processes: taking them is not contention.
+    free_cores = conditions.machine_cores() - torch.get_num_threads()
     for index, task in enumerate(tasks, start=1):
         prompt, ids = workloads.prompt_and_ids(
             loaded.tokenizer, task, settings.prompt_style, settings.prompt_budget
         )
-        stopper = strategy.for_task(task, prompt)
         input_ids = prompt_tensor(loaded, ids, task["task_id"])
-        task_rapl_checks = rapl_checks and stopper is not None
-        if task_rapl_checks:
-            meter.begin("checks")
-            own_cpu_start = time.process_time()
-        decoded = decode_greedy(
-            loaded,
-            input_ids,
-            settings.max_new_tokens,
-            meter,
-            settings.max_prefill_repeats,
-            stopper,
-            strategy.name,
-        )
-        checks = None
-        task_s = decoded.prefill_s + decoded.decode_s  # before replays can replace decode_s
-        if stopper is not None:
-            # A last check may still run: wait, so it spends nothing in the next windows.
-            waited = time.perf_counter()
-            stats = stopper.finish(wait=True)
-            task_s += time.perf_counter() - waited
-            package = None
-            if task_rapl_checks:
-                reading = meter.end("checks")
-                package = (package_energy(meter, reading), time.process_time() - own_cpu_start)
-            if stats is not None:
-                checks = check_costs(stats, settings.check_watts_per_core, package)
-        decoded = decode_by_subtraction(
-            loaded, input_ids, decoded, meter, settings.max_task_repeats
-        )
+        remeasured = 0
+        while True:
+            measured = measure_task(loaded, task, prompt, input_ids, meter, strategy, settings)
+            beside = measured.decoded.conditions
+            contended = settings.bounds.contended(beside, free_cores)
+            if not contended or remeasured >= settings.bounds.max_remeasures:
+                break
+            remeasured += 1
+            log(f"{task['task_id']}: contended ({describe(beside)}), measured again")
+        decoded = measured.decoded
+        decoded.flags.extend([conditions.CONTENDED] if contended else [])
+        if meter.measured:
+            decoded.flags.extend(power_flags(decoded, context, settings.bounds))
         completion = decoded.kept_text
         if completion is None:
             completion = completion_text(loaded, decoded.token_ids)
         result.records.append(
-            record(keys, task["task_id"], decoded, completion, context, checks, task_s)
+            record(
+                keys,
+                task["task_id"],
+                decoded,
+                completion,
+                context,
+                measured.checks,
+                measured.task_s,
+                remeasured,
+            )
         )
         result.tokens.extend(
             {"task_id": task["task_id"], "position": i, "t_s": t, "energy_j": e}
@@ -506,5 +513,90 @@ def run(
         log(
             f"[{index}/{len(tasks)}] {task['task_id']}: {decoded.prompt_tokens} prompt tokens, "
             f"{len(decoded.token_ids)} output tokens ({decoded.stop_reason}), {rate:.1f} tok/s"
+            + (f", {describe(decoded.conditions)}" if conditions.CONTENDED in decoded.flags else "")
         )
     return result
+
+
+@dataclass(frozen=True)
+class MeasuredTask:
+    """One task decoded and metered: what it produced, its checks' costs, and its first pass
+    end to end (the stopper's last check included)."""
+
+    decoded: Decoded
+    checks: Checks | None
+    task_s: float
+
+
+def measure_task(
+    loaded: LoadedModel,
+    task: dict[str, Any],
+    prompt: str,
+    input_ids: torch.Tensor,
+    meter: Meter,
+    strategy: stopping.RunStrategy,
+    settings: GenerationSettings,
+) -> MeasuredTask:
+    """Decode and meter one task under `strategy` (a stopper of its own), its checks waited
+    for, and its decode found by subtraction where its window is too short."""
+    stopper = strategy.for_task(task, prompt)
+    # Where RAPL reads the packages, one window over the task and its checks shares it out.
+    rapl_checks = (
+        stopper is not None
+        and strategy.runs_code
+        and meter.measured
+        and bool(meter.covers_cpu or meter.host_source)
+    )
+    if rapl_checks:
+        meter.begin("checks")
+        own_cpu_start = time.process_time()
+    decoded = decode_greedy(
+        loaded,
+        input_ids,
+        settings.max_new_tokens,
+        meter,
+        settings.max_prefill_repeats,
+        stopper,
+        strategy.name,
+    )
+    checks = None
+    task_s = decoded.prefill_s + decoded.decode_s  # before replays can replace decode_s
+    if stopper is not None:
+        # A last check may still run: wait, so it spends nothing in the next windows.
+        waited = time.perf_counter()
+        stats = stopper.finish(wait=True)
+        task_s += time.perf_counter() - waited
+        package = None
+        if rapl_checks:
+            reading = meter.end("checks")
+            package = (package_energy(meter, reading), time.process_time() - own_cpu_start)
+        if stats is not None:
+            checks = check_costs(stats, settings.check_watts_per_core, package)
+    decoded = decode_by_subtraction(loaded, input_ids, decoded, meter, settings.max_task_repeats)
+    return MeasuredTask(decoded, checks, task_s)
+
+
+def power_flags(decoded: Decoded, context: Context, bounds: conditions.Bounds) -> list[str]:
+    """Flags for a measured task whose prefill or decode mean power lies outside what its
+    device can draw: below its idle power, above its power limit (conditions.Bounds)."""
+    limit = decoded.conditions.gpu_power_limit_w
+    flags: list[str] = []
+    for energy_j, seconds in (
+        (decoded.prefill_energy.accelerator, decoded.prefill_s),
+        (decoded.decode_energy.accelerator, decoded.decode_s),
+    ):
+        mean_w = None if energy_j is None or seconds <= 0 else energy_j / seconds
+        flags += [
+            f for f in bounds.power_flags(mean_w, context.idle_power_w, limit) if f not in flags
+        ]
+    return flags
+
+
+def describe(beside: Conditions) -> str:
+    """Other processes' share of the machine in a window, for the job's log."""
+    parts = (
+        [] if beside.other_cores is None else [f"others kept {beside.other_cores:.2f} cores busy"]
+    )
+    if beside.gpu_other_processes:
+        parts.append(f"{beside.gpu_other_processes} other process(es) on the GPU")
+    return ", ".join(parts) or "conditions unread"

@@ -3,8 +3,10 @@ how many tokens it may decode, and how far the meter may repeat work to fill its
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from llmenergy.conditions import Bounds
 
 
 @dataclass(frozen=True)
@@ -15,7 +17,8 @@ class GenerationSettings:
     With `ignore_eos`, every task decodes exactly `max_new_tokens` (unless a stopper cuts).
     `idle_seconds` of the metered device at rest are measured before the first task (not the
     estimate's). The oracle's checks cost their CPU time x `check_watts_per_core` where RAPL
-    cannot read the packages (an estimate; null without a power figure).
+    cannot read the packages (an estimate; null without a power figure). `bounds` say when
+    a window counts as contended and a mean power as implausible (conditions.Bounds).
     """
 
     prompt_style: str
@@ -26,6 +29,7 @@ class GenerationSettings:
     max_task_repeats: int = 64
     idle_seconds: float = 0.0
     check_watts_per_core: float | None = None
+    bounds: Bounds = field(default_factory=Bounds)
 
     @classmethod
     def of(
@@ -46,4 +50,5 @@ class GenerationSettings:
             max_task_repeats=energy["max_task_repeats"],
             idle_seconds=float(energy["idle_seconds"]),
             check_watts_per_core=energy["watts_per_core"],
+            bounds=Bounds.of(energy.get("conditions", {})),
         )

@@ -125,3 +125,53 @@ def states() -> list[dict[str, Any]]:
             }
         )
     return found
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """What NVML says of one GPU at a moment; None where it cannot say."""
+
+    other_processes: int | None
+    utilization_pct: float | None
+    temperature_c: float | None
+    sm_mhz: float | None
+    power_limit_w: float | None
+
+
+def _read(call: Any) -> Any:
+    try:
+        return call()
+    except Exception:  # a field this GPU or driver does not offer stays unread
+        return None
+
+
+def _other_processes(nvml: Any, handle: Any, own_on_device: bool) -> int | None:
+    """Processes other than this one with a context on the GPU. NVML names them by the host's
+    PIDs, which a container's differ from: where this process runs on the GPU but is not found
+    by its PID, one of those listed is taken for it."""
+    listed = _read(lambda: nvml.nvmlDeviceGetComputeRunningProcesses(handle))
+    if listed is None:
+        return None
+    pids = {process.pid for process in listed}
+    if os.getpid() in pids:
+        return len(pids) - 1
+    return max(0, len(pids) - 1) if own_on_device else len(pids)
+
+
+def device_state(index: int, own_on_device: bool) -> DeviceState:
+    """GPU `index` (NVML's) as NVML sees it now: the other processes on it (`own_on_device`:
+    this process has a context there), utilisation, temperature, SM clock and power limit."""
+    nvml = _nvml()
+    if nvml is None:
+        return DeviceState(None, None, None, None, None)
+    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    limit_mw = _read(lambda: nvml.nvmlDeviceGetPowerManagementLimit(handle))
+    return DeviceState(
+        other_processes=_other_processes(nvml, handle, own_on_device),
+        utilization_pct=_read(lambda: float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)),
+        temperature_c=_read(
+            lambda: float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
+        ),
+        sm_mhz=_read(lambda: float(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))),
+        power_limit_w=None if limit_mw is None else limit_mw / 1000,
+    )

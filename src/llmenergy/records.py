@@ -54,6 +54,15 @@ GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "check_s": pl.Float64(),
     "check_energy_j": pl.Float64(),
     "check_energy_source": pl.String(),
+    # What else the machine did while the task's windows were open (conditions.Conditions).
+    "other_cores": pl.Float64(),
+    "cpu_mhz": pl.Float64(),
+    "gpu_other_processes": pl.Int64(),
+    "gpu_utilization_pct": pl.Float64(),
+    "gpu_temperature_c": pl.Float64(),
+    "gpu_sm_mhz": pl.Float64(),
+    "gpu_power_limit_w": pl.Float64(),
+    "remeasured": pl.Int64(),  # times the task was measured again for contention
 }
 
 

@@ -101,9 +101,11 @@ def main(smk) -> None:
         meter = energy.open_meter(
             smk.params.energy, str(loaded.device), log, read_host=not shares_host
         )
+        threads = min(smk.threads, meter.model_threads or smk.threads)
+        torch.set_num_threads(threads)
         log(
-            f"model {wildcards.model} on {loaded.device}; metered: {meter.device} "
-            f"({meter.source}), host: {meter.host_source or 'not read'}"
+            f"model {wildcards.model} on {loaded.device} ({threads} of {smk.threads} threads); "
+            f"metered: {meter.device} ({meter.source}), host: {meter.host_source or 'not read'}"
         )
         tasks = pl.read_parquet(smk.input.workload).to_dicts()
         result = generation.run(loaded, tasks, meter, strategy, settings, keys, log)
