@@ -20,6 +20,7 @@ rule aggregate:
         amplification="results/aggregate/amplification.parquet",
         shapes="results/aggregate/shapes.parquet",
         claims="results/aggregate/claims.parquet",
+        conditions="results/aggregate/conditions.parquet",
         csv=report("results/aggregate/summary.csv", category="Tables"),
     log:
         "logs/aggregate.log",

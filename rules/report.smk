@@ -7,6 +7,7 @@ rule report_html:
         claims="results/aggregate/claims.parquet",
         amplification="results/aggregate/amplification.parquet",
         shapes="results/aggregate/shapes.parquet",
+        conditions="results/aggregate/conditions.parquet",
         figures=expand("results/figures/{name}.png", name=FIGURES),
         models=expand("resources/models/{model}", model=MODELS),
         datasets=expand(

@@ -143,6 +143,7 @@ def test_report_of_long_values_and_wide_figures_fits_a_laptop(tmp_path: Path):
         claims=frames["claims"],
         amplification=frames["amplification"],
         shapes=frames["shapes"],
+        conditions=frames["conditions"],
     )
     page_path = tmp_path / "report.html"
     page_path.write_text(html)

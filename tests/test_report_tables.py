@@ -32,6 +32,7 @@ def render(frames: dict[str, pl.DataFrame]) -> str:
         claims=frames["claims"],
         amplification=frames["amplification"],
         shapes=frames["shapes"],
+        conditions=frames["conditions"],
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from llmenergy import stats
+from llmenergy import conditions, stats
 from llmenergy.records import BASELINE, decode_tokens
 
 KEYS = ["model", "workload", "strategy"]
@@ -86,6 +86,8 @@ def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
             total_above_idle_j_mean=pl.col("total_above_idle_j").filter(measured).mean(),
             prefill_repeats_mean=pl.col("prefill_repeats").mean(),
             short_window_tasks=pl.col("energy_flags").str.contains("window-short").sum(),
+            flagged_tasks=flagged().sum(),
+            remeasured_tasks=(pl.col("remeasured") > 0).sum(),
             prefill_share=(
                 pl.col("prefill_energy_j").filter(measured).sum()
                 / pl.col("total_energy_j").filter(measured).sum()
@@ -119,6 +121,47 @@ def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
             .alias("decode_j_per_token"),
         )
         .sort([*KEYS, "energy_source"])
+        .collect()
+    )
+
+
+def flagged() -> pl.Expr:
+    """Whether a record's measurement was flagged: contended, or a mean power outside its
+    device's bounds (conditions.FLAGS)."""
+    flags = pl.col("energy_flags").fill_null("").str.split(",")
+    return flags.list.set_intersection(list(conditions.FLAGS)).list.len() > 0
+
+
+def _with_flag(flag: str) -> pl.Expr:
+    return pl.col("energy_flags").fill_null("").str.split(",").list.contains(flag)
+
+
+def measurement_conditions(generations: pl.LazyFrame) -> pl.DataFrame:
+    """One row per generation job (model x workload x strategy x repetition): its tasks, how
+    many were flagged and for what, how many were measured again, the most CPU cores other
+    processes kept busy, and the CPU clock and the GPU's temperature, SM clock and power limit
+    over the job (their drift)."""
+    return (
+        generations.group_by([*KEYS, "rep"], maintain_order=True)
+        .agg(
+            metered_device=pl.col("metered_device").unique().sort().str.join(","),
+            tasks=pl.len(),
+            flagged_tasks=flagged().sum(),
+            contended_tasks=_with_flag(conditions.CONTENDED).sum(),
+            remeasured_tasks=(pl.col("remeasured") > 0).sum(),
+            below_idle_tasks=_with_flag(conditions.POWER_BELOW_IDLE).sum(),
+            above_limit_tasks=_with_flag(conditions.POWER_ABOVE_LIMIT).sum(),
+            other_cores_max=pl.col("other_cores").max(),
+            cpu_mhz_min=pl.col("cpu_mhz").min(),
+            cpu_mhz_max=pl.col("cpu_mhz").max(),
+            gpu_other_processes_max=pl.col("gpu_other_processes").max(),
+            gpu_temperature_c_min=pl.col("gpu_temperature_c").min(),
+            gpu_temperature_c_max=pl.col("gpu_temperature_c").max(),
+            gpu_sm_mhz_min=pl.col("gpu_sm_mhz").min(),
+            gpu_sm_mhz_max=pl.col("gpu_sm_mhz").max(),
+            gpu_power_limit_w=pl.col("gpu_power_limit_w").max(),
+        )
+        .sort([*KEYS, "rep"])
         .collect()
     )
 

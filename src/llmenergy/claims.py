@@ -438,6 +438,7 @@ SCHEMA = {
     "per_model": pl.String(),
     "verdict": pl.String(),
     "why": pl.String(),
+    "flagged_tasks": pl.Int64(),  # tasks of its workloads whose measurement was flagged
 }
 
 
@@ -540,6 +541,7 @@ def evaluate(
             )
             if part
         ]
+        flagged = flagged_tasks(tables.summary, values) if on_energy else 0
         rows.append(
             {
                 "id": claim["id"],
@@ -557,12 +559,30 @@ def evaluate(
                     for p in (
                         fields["why"],
                         (f"{basis}, {GROSS}") if on_energy else OUTPUT_BASIS,
+                        FLAGGED.format(flagged) if flagged else None,
                     )
                     if p
                 ),
+                "flagged_tasks": flagged,
             }
         )
     return pl.DataFrame(rows, schema=SCHEMA, orient="row")
+
+
+FLAGGED = (
+    "rests on {} task(s) whose measurement was flagged (contended, or a power outside its "
+    "device's bounds: the report's measurement conditions)"
+)
+
+
+def flagged_tasks(summary: pl.DataFrame, values: list[Value]) -> int:
+    """Flagged tasks in the runs of the workloads a claim's values rest on (all runs where
+    they name none)."""
+    if "flagged_tasks" not in summary.columns:
+        return 0
+    workloads = {w for value in values for w in value.workloads}
+    rows = summary.filter(pl.col("workload").is_in(sorted(workloads))) if workloads else summary
+    return int(rows["flagged_tasks"].sum())
 
 
 def load(path: str | Path, schema: str | Path | None = None) -> list[dict[str, Any]]:

@@ -84,7 +84,7 @@ class Bounds:
     """When a window counts as contended, how often a contended task is measured again, and
     which mean powers are implausible (`energy.conditions`)."""
 
-    max_other_cores: float = 0.5
+    max_other_cores: float = 0.25
     max_gpu_processes: int = 0
     max_remeasures: int = 1
     below_idle_margin: float = 0.1

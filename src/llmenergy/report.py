@@ -304,6 +304,40 @@ REFERENCE_TABLE = Table(
         Column("metered_device", "Metered device"),
     ],
 )
+CONDITIONS_TABLES: list[Table] = [
+    Table(
+        "conditions-table",
+        "What else ran, per job",
+        [
+            *RUN_KEYS,
+            Column("rep", "Rep"),
+            Column("tasks", "Tasks"),
+            Column("flagged_tasks", "Flagged"),
+            Column("contended_tasks", "Contended"),
+            Column("remeasured_tasks", "Measured again"),
+            Column("below_idle_tasks", "Below idle"),
+            Column("above_limit_tasks", "Above limit"),
+            Column("other_cores_max", "Other processes", "cores, most"),
+            Column("gpu_other_processes_max", "On the GPU", "processes, most"),
+        ],
+    ),
+    Table(
+        "conditions-device-table",
+        "The device over the job",
+        [
+            *RUN_KEYS,
+            Column("rep", "Rep"),
+            Column("metered_device", "Metered device"),
+            Column("cpu_mhz_min", "CPU clock", "MHz, lowest"),
+            Column("cpu_mhz_max", "CPU clock", "MHz, highest"),
+            Column("gpu_temperature_c_min", "GPU temperature", "°C, lowest"),
+            Column("gpu_temperature_c_max", "GPU temperature", "°C, highest"),
+            Column("gpu_sm_mhz_min", "SM clock", "MHz, lowest"),
+            Column("gpu_sm_mhz_max", "SM clock", "MHz, highest"),
+            Column("gpu_power_limit_w", "Power limit", "W"),
+        ],
+    ),
+]
 # How the keys of a reference's gpu.json are named in the report, in this order (any other
 # key: after them, by its own name).
 REFERENCE_DETAILS = {
@@ -326,6 +360,7 @@ LAYOUTS: dict[str, list[Table]] = {
     "claims": CLAIM_TABLES,
     "amplification": AMPLIFICATION_TABLES,
     "shapes": SHAPE_TABLES,
+    "conditions": CONDITIONS_TABLES,
 }
 
 
@@ -507,6 +542,7 @@ def render(
     amplification: pl.DataFrame | None = None,
     shapes: pl.DataFrame | None = None,
     references: list[reference.Reference] | None = None,
+    conditions: pl.DataFrame | None = None,
 ) -> str:
     """The report's HTML. `references`: what a GPU measured (reference.load), if any."""
     path = Path(template_path)
@@ -522,6 +558,7 @@ def render(
         claims=tables(claims, "claims"),
         amplification=tables(amplification, "amplification"),
         shapes=tables(shapes, "shapes"),
+        conditions=tables(conditions, "conditions"),
         reference=reference_section(summary, references or []),
         figures={name: data_uri(png) for name, png in figures.items()},
         estimated=estimated_sources(summary),

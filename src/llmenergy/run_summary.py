@@ -34,6 +34,17 @@ def _value(row: dict) -> str:
     return text
 
 
+def measurement_line(summary: pl.DataFrame) -> str:
+    """How many tasks' measurements were flagged and how many measured again (README,
+    "What the flags mean")."""
+    flagged = int(summary["flagged_tasks"].sum())
+    remeasured = int(summary["remeasured_tasks"].sum())
+    return (
+        f"Measurement: {flagged} of {int(summary['records'].sum())} tasks flagged "
+        f"(contended or power out of bounds), {remeasured} measured again for contention"
+    )
+
+
 def lines(results: Path) -> list[str]:
     """The summary's lines for a finished run in `results`."""
     summary = pl.read_parquet(results / "aggregate" / "summary.parquet")
@@ -48,6 +59,7 @@ def lines(results: Path) -> list[str]:
         + (f", {not_run} not run (no sandbox here; see the report)" if not_run else ""),
         f"Energy: {claims_module.energy_basis(summary)}; metered: "
         + ("; ".join(report.metered_devices(summary)) or "nothing"),
+        measurement_line(summary),
         "Claims:",
     ]
     width = max((len(v) for v in claims["verdict"].to_list()), default=0)

@@ -200,6 +200,36 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
             "amplification_pct",
         ],
     },
+    "conditions": {
+        "conditions-table": [
+            "model",
+            "workload",
+            "strategy",
+            "rep",
+            "tasks",
+            "flagged_tasks",
+            "contended_tasks",
+            "remeasured_tasks",
+            "below_idle_tasks",
+            "above_limit_tasks",
+            "other_cores_max",
+            "gpu_other_processes_max",
+        ],
+        "conditions-device-table": [
+            "model",
+            "workload",
+            "strategy",
+            "rep",
+            "metered_device",
+            "cpu_mhz_min",
+            "cpu_mhz_max",
+            "gpu_temperature_c_min",
+            "gpu_temperature_c_max",
+            "gpu_sm_mhz_min",
+            "gpu_sm_mhz_max",
+            "gpu_power_limit_w",
+        ],
+    },
 }
 INTERVAL = " [lo, hi]"
 
@@ -304,12 +334,12 @@ def assert_table_matches(html: str, table_id: str, frame: pl.DataFrame, columns:
 
 def assert_frame_shown(html: str, name: str, frame: pl.DataFrame) -> None:
     """Every table the report makes of the aggregated table `name` (summary, savings, claims,
-    babble, amplification, shapes) matches `frame`, with every column EXPECTED lists."""
+    babble, amplification, shapes, conditions) matches `frame`, with every column EXPECTED lists."""
     for table_id, columns in EXPECTED[name].items():
         assert_table_matches(html, table_id, frame, columns)
 
 
-COUNTS = {"tasks", "reps", "flips", "points", "same_positions", "outputs", "layers", "heads"}
+COUNTS = {"tasks", "reps", "rep", "flips", "points", "same_positions", "outputs", "layers", "heads"}
 COUNTS |= {"kv_heads", "head_dim"}
 
 

@@ -2,7 +2,8 @@
 
 Inputs:  all generation records and per-token rows, their scores, babble metrics, the claims, the
          prepared model folders (their config.json: each model's shape).
-Outputs: summary (+ CSV), savings, babble, amplification, shapes and claims tables: the
+Outputs: summary (+ CSV), savings, babble, amplification, shapes, claims and measurement
+         conditions tables: the
          report's sources.
 """
 
@@ -31,6 +32,10 @@ def main(smk) -> None:
         records.write_parquet_atomic(summary, smk.output.summary)
         with records.atomic_path(smk.output.csv) as tmp:
             summary.write_csv(tmp)
+        records.write_parquet_atomic(
+            aggregate.measurement_conditions(aggregate.scan(smk.input.generations)),
+            smk.output.conditions,
+        )
         savings = aggregate.savings(tasks)
         records.write_parquet_atomic(savings, smk.output.savings)
         # Random-weight models have no babble metrics: with only those, the table is empty.

