@@ -6,21 +6,32 @@ SETTINGS: {"model_dir": ..., "energy": {...}, "tasks": [{"task_id", "prompt"}],
            "max_new_tokens": N, "ignore_eos": bool, "check_cpu_s": seconds or null,
            "runs": [{"workload", "tasks", "max_new_tokens"}] or null,
            "step_s": {"prefill": seconds, "decode": seconds} or null,
-           "interleave": bool}
+           "interleave": bool, "conditions": {...} or null, "idle_each_run": bool}
+`conditions` are the config's `energy.conditions` (conditions.Bounds: when a task's windows
+count as contended, how often it is measured again, which mean powers are implausible), with
+one difference: other processes' CPU cores count only where `conditions` sets
+`max_other_cores` (else it is infinite). The simulated GPU draws what it draws whatever else
+the machine does, and a busy test machine (two cores, other tests beside) would otherwise have
+every task measured again and flagged `contended` for load it took no energy from. Other
+processes on the simulated GPU (the spec's `others`) are judged as the config's defaults say.
 With `check_cpu_s`, the strategy is `oracle`, and its check at every line end is a child
 process that burns that much CPU time and fails (the tiny model writes no code that parses,
 so the stopper takes every line end for a candidate).
 With `runs`, each is a workload generated in turn (by the same meter), in place of `tasks`
 and `max_new_tokens` (workload `w`); with `interleave`, task by task, a task of each in turn,
 and a task's own `step_s` (as the settings') holds while it is generated.
-The device is measured idle (`energy.idle_seconds`) before the first run only.
+The device is measured idle (`energy.idle_seconds`) before the first run only, or before
+each with `idle_each_run` (its records then carry that idle power, which a later run's lack).
 Where the simulated NVML's spec names a `phase_log`, this process appends what its device
 does there (`PhaseLog`): `prefill@<workload>` from a forward pass without a cache,
 `decode@<workload>` from one with, `idle` from the end of each meter window on, so that a GPU
 with `phase_watts` draws what this process does. With `step_s`, a pass of that phase draws
 its power for exactly that long (the tiny model's passes are shorter) and is followed by idle:
 a decoded token then costs the same energy whatever the prompt's length (the tiny model on a
-CPU is quicker on short ones), a planted truth of no amplification.
+CPU is quicker on short ones), a planted truth of no amplification. Each attempt at measuring
+a task (the first, and each measured again for contention) is marked in the log as it starts,
+the device idle, by a line `measure@<workload>/<task_id>#<attempt>` (attempts count from 1),
+which the simulated NVML's other processes can start and end at.
 The model runs on the CPU; the meter is bound to a simulated GPU by `energy.gpus`. The last
 line of stdout is {"pid", "device", "records", "tokens", "monitor_s"}; each token row holds
 its run's keys (model, workload, strategy, rep) beside the task's.
@@ -29,6 +40,7 @@ its run's keys (model, workload, strategy, rep) beside the task's.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -38,6 +50,7 @@ from typing import Any
 import torch
 
 from llmenergy import energy, generation, models, stopping
+from llmenergy.conditions import Bounds
 from llmenergy.generation_settings import GenerationSettings
 from llmenergy.stopping.oracle import OracleStopper
 
@@ -105,6 +118,19 @@ class PhaseLog:
         model.register_forward_pre_hook(self.before, with_kwargs=True)
         model.register_forward_hook(self.after, with_kwargs=True)
 
+    def mark_attempts(self) -> None:
+        """Mark each attempt at measuring a task (generation.measure_task) as it starts."""
+        measure_task = generation.measure_task
+        attempts: dict[tuple[str, str], int] = {}
+
+        def marked(loaded, task, *args, **kwargs):
+            key = (self.workload, str(task["task_id"]))
+            attempts[key] = attempts.get(key, 0) + 1
+            self.write(f"measure@{key[0]}/{key[1]}#{attempts[key]}")
+            return measure_task(loaded, task, *args, **kwargs)
+
+        generation.measure_task = marked
+
 
 class IdleAtWindowEnds:
     """The meter, with the simulated GPU idle from each window's end on."""
@@ -153,6 +179,7 @@ def main() -> None:
         settings.get("step_s"),
     )
     phases.attach(loaded.model)
+    phases.mark_attempts()
     meter = IdleAtWindowEnds(meter, phases)
     runs = settings.get("runs") or [
         {"workload": "w", "tasks": settings["tasks"], "max_new_tokens": settings["max_new_tokens"]}
@@ -165,7 +192,8 @@ def main() -> None:
         if settings.get("interleave"):  # one task a run
             phases.step_s = {**(settings.get("step_s") or {}), **run["tasks"][0].get("step_s", {})}
         keys = {"model": "tiny", "workload": run["workload"], "strategy": "none", "rep": 1}
-        idle_s = settings["energy"].get("idle_seconds", 0.0) if index == 0 else 0.0
+        first = index == 0 or settings.get("idle_each_run")
+        idle_s = settings["energy"].get("idle_seconds", 0.0) if first else 0.0
         run_settings = GenerationSettings(
             prompt_style="completion",
             max_new_tokens=run["max_new_tokens"],
@@ -174,6 +202,7 @@ def main() -> None:
             max_task_repeats=settings["energy"].get("max_task_repeats", 64),
             idle_seconds=idle_s,
             check_watts_per_core=check_watts_per_core,
+            bounds=Bounds.of({"max_other_cores": math.inf, **(settings.get("conditions") or {})}),
         )
         result = generation.run(
             loaded,

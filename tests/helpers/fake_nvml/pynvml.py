@@ -6,21 +6,38 @@ Put this folder first on PYTHONPATH and point FAKE_NVML_SPEC at a JSON file:
      "phase_log": "<file or null>",
      "gpus": [{"name": "...", "uuid": "...", "watts": 300.0,
                "high_watts": null, "period_s": null, "instant": true, "arch": 9,
-               "counter": "moving", "phase_watts": null}, ...]}
+               "counter": "moving", "phase_watts": null, "limit_watts": 700.0}, ...],
+     "others": [{"gpu": 0, "pid": 4242, "watts": 200.0, "start": 0.0, "end": 5.0,
+                 "memory_mib": 1024}, ...]}
 Each GPU draws `watts` (or a square wave between `watts` and `high_watts` with `period_s`),
 whatever the machine does, unless it has `phase_watts` (as {"prefill": 600.0, "decode": 350.0})
 and the spec names a `phase_log`: then it draws what the generating process does. That
 process appends a line `<time.time()> <phase>` to the log whenever its work changes (a phase
 `prefill@long` draws `phase_watts["prefill@long"]` where given, else `phase_watts["prefill"]`);
 from the last line on, the GPU draws that phase's power, and its own `watts` (idle) in a
-phase it has no power for, and before the first line. As NVML documents:
+phase it has no power for, and before the first line. A line may also be a mark (as the
+harness's `measure@<workload>/<task_id>#<attempt>`, written with the device idle), which
+draws idle power as any phase without power does.
+Other processes (`others`, optional) run on a GPU (`gpu`, its index) while
+`start <= now - epoch < end`: each of `start` and `end` is seconds from the epoch, or the
+name of a phase-log line, which stands for the time of that line's first appearance (a
+`start` not yet logged has not begun, an `end` not yet logged has not come; no `start`:
+from the epoch, no `end`: for ever). While it runs, the GPU lists it among its compute
+processes (`nvmlDeviceGetComputeRunningProcesses`: its `pid`, `memory_mib` of memory) and
+draws its `watts` on top of its own, in its energy counter and both power fields alike.
+The generating process itself is never listed (it runs on the CPU).
+As NVML documents:
 - the total-energy counter (mJ) advances with that power and changes only every `update_s`;
 - the instantaneous power field is the mean power of the last update period, refreshed every
   update period; GPUs with `"instant": false` answer NOT_SUPPORTED for it (as GPUs that only
   offer the one-second average do);
 - the average power field is the mean over the last second;
 - `"counter": "frozen"` holds the energy counter still and `"unsupported"` answers
-  NOT_SUPPORTED for it (as some virtualised GPUs may), for the GPU kit's gate.
+  NOT_SUPPORTED for it (as some virtualised GPUs may), for the GPU kit's gate;
+- the power limit is the GPU's `limit_watts` (700 W where not given);
+- utilisation (`nvmlDeviceGetUtilizationRates`) is, for `.gpu`, 100 while the GPU works
+  (its phase-log phase is one it has power for, or another process runs on it) and 0
+  otherwise, and for `.memory` half that.
 Everything is computed from the clock, the spec and the phase log, so the spawned processes of
 Zeus's power monitor see the same GPUs. Each power-field read appends its time to
 `polls_dir/<pid>` when `polls_dir` is set, so a test can tell how often the monitor polls.
@@ -73,6 +90,7 @@ NVML_TEMPERATURE_GPU = 0
 NVML_FEATURE_DISABLED = 0
 NVML_FEATURE_ENABLED = 1
 COUNTER_BASE_MJ = 123_456_789  # a counter that has run for a while before the test
+DEFAULT_LIMIT_W = 700.0
 
 
 class NVMLError(Exception):
@@ -160,7 +178,48 @@ def _segment_j(gpu: dict[str, Any], phase: str, start: float, end: float) -> flo
 
 
 def _energy_j(spec: dict[str, Any], index: int, seconds: float) -> float:
-    """Energy GPU `index` drew from the epoch to `seconds` after it."""
+    """Energy GPU `index` drew from the epoch to `seconds` after it: its own and that of the
+    other processes running on it."""
+    others = sum(
+        float(other["watts"]) * max(0.0, min(seconds, end) - start)
+        for other, start, end in _others(spec, index)
+    )
+    return _own_energy_j(spec, index, seconds) + others
+
+
+def _bound(spec: dict[str, Any], bound: float | str) -> float | None:
+    """An other process's `start` or `end` as seconds from the epoch: a number as it is, the
+    name of a phase-log line as the time it first appears; None where it has not yet."""
+    if not isinstance(bound, str):
+        return float(bound)
+    if not spec.get("phase_log"):
+        raise ValueError(f"an other process bound by the phase-log line {bound!r} needs a log")
+    log = _phase_log(spec)
+    return log.times[log.phases.index(bound)] if bound in log.phases else None
+
+
+def _others(spec: dict[str, Any], index: int) -> list[tuple[dict[str, Any], float, float]]:
+    """The other processes on GPU `index` that have begun, each with its span (seconds from
+    the epoch) as known now: one whose end is not logged yet runs on for ever."""
+    found = []
+    for other in spec.get("others") or []:
+        if int(other["gpu"]) != index:
+            continue
+        start = _bound(spec, other.get("start", 0.0))
+        if start is None:
+            continue
+        end = _bound(spec, other["end"]) if other.get("end") is not None else None
+        found.append((other, start, math.inf if end is None else end))
+    return found
+
+
+def _running(spec: dict[str, Any], index: int, seconds: float) -> list[dict[str, Any]]:
+    """The other processes running on GPU `index` at `seconds` from the epoch."""
+    return [other for other, start, end in _others(spec, index) if start <= seconds < end]
+
+
+def _own_energy_j(spec: dict[str, Any], index: int, seconds: float) -> float:
+    """Energy GPU `index` drew by itself (no other process's) from the epoch to `seconds`."""
     gpu = spec["gpus"][index]
     if not gpu.get("phase_watts") or not spec.get("phase_log"):
         return _base_energy_j(gpu, seconds)
@@ -187,8 +246,9 @@ def _tick(spec: dict[str, Any]) -> float:
 
 def _mean_power_mw(spec: dict[str, Any], index: int, end: float, span: float) -> int:
     start = max(0.0, end - span)
-    if end <= start:
-        return int(float(spec["gpus"][index]["watts"]) * 1000)
+    if end <= start:  # at the epoch: the GPU's idle power, and the others' running then
+        others = sum(float(other["watts"]) for other in _running(spec, index, end))
+        return int((float(spec["gpus"][index]["watts"]) + others) * 1000)
     energy = _energy_j(spec, index, end) - _energy_j(spec, index, start)
     return int(1000 * energy / (end - start))
 
@@ -287,11 +347,61 @@ def nvmlDeviceGetPowerUsage(handle: _Handle) -> int:
 
 
 def nvmlDeviceGetPowerManagementLimit(handle: _Handle) -> int:
-    return 700_000
+    return int(1000 * float(_gpu(handle).get("limit_watts", DEFAULT_LIMIT_W)))
 
 
 def nvmlDeviceGetPowerManagementLimitConstraints(handle: _Handle) -> tuple[int, int]:
-    return 200_000, 700_000
+    return 200_000, max(int(1000 * DEFAULT_LIMIT_W), nvmlDeviceGetPowerManagementLimit(handle))
+
+
+class _Process:
+    """A compute process on a GPU, as NVML's process info (memory in bytes)."""
+
+    def __init__(self, pid: int, memory_bytes: int) -> None:
+        self.pid = pid
+        self.usedGpuMemory = memory_bytes
+        self.gpuInstanceId = 0xFFFFFFFF  # no MIG instance
+        self.computeInstanceId = 0xFFFFFFFF
+
+
+def nvmlDeviceGetComputeRunningProcesses(handle: _Handle) -> list[_Process]:
+    """The other processes of the spec running on the GPU now (the generating process is not
+    on it: it runs on the CPU)."""
+    spec = _spec()
+    now = time.time() - spec["epoch"]
+    return [
+        _Process(int(other["pid"]), int(other.get("memory_mib", 1024)) * 1024 * 1024)
+        for other in _running(spec, handle.index, now)
+    ]
+
+
+nvmlDeviceGetComputeRunningProcesses_v3 = nvmlDeviceGetComputeRunningProcesses
+nvmlDeviceGetComputeRunningProcesses_v2 = nvmlDeviceGetComputeRunningProcesses
+
+
+class _Utilization:
+    def __init__(self, gpu: int, memory: int) -> None:
+        self.gpu = gpu
+        self.memory = memory
+
+
+def _working(spec: dict[str, Any], index: int, seconds: float) -> bool:
+    """Whether GPU `index` works at `seconds` from the epoch: in a phase-log phase it has
+    power for, or with another process running on it."""
+    if _running(spec, index, seconds):
+        return True
+    gpu = spec["gpus"][index]
+    if not gpu.get("phase_watts") or not spec.get("phase_log"):
+        return False
+    log = _phase_log(spec)
+    line = bisect.bisect_right(log.times, seconds) - 1
+    return line >= 0 and _phase_power(gpu, log.phases[line]) is not None
+
+
+def nvmlDeviceGetUtilizationRates(handle: _Handle) -> _Utilization:
+    spec = _spec()
+    busy = 100 if _working(spec, handle.index, time.time() - spec["epoch"]) else 0
+    return _Utilization(busy, busy // 2)
 
 
 def nvmlDeviceGetClockInfo(handle: _Handle, clock: int) -> int:

@@ -1,0 +1,125 @@
+"""The default run twice in one command, once quiet and once with busy processes beside it:
+does each claim keep its level, and does each value lie inside the other run's interval?
+
+Runs the workflow (the default configuration, or --configfile) in two fresh working
+directories, the second with --busy processes spinning beside it the whole time, then prints
+for each claim both values with their intervals and levels, whether the levels agree, and
+whether each value lies inside the other's interval; then each run's wall time, its flagged
+and re-measured tasks, and a no-op rerun's time in the quiet directory. `--quiet-runs N` runs
+N quiet runs (and no busy one) to see whether quiet runs agree within their intervals.
+A benchmark, not a test: it takes two default runs' time (about 25-30 min on 2 cores).
+
+Usage: python benchmarks/verdicts_twice.py [--busy 2] [--quiet-runs 1] [--keep DIR]
+       [--configfile FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+
+REPO = Path(__file__).resolve().parents[1]
+SPIN = "while True: pass"
+
+
+@contextmanager
+def spinning(processes: int):
+    spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def workflow(directory: Path, extra: list[str]) -> float:
+    """Run the workflow in `directory`; its wall time in seconds."""
+    snakemake = Path(sys.executable).with_name("snakemake")
+    command = [str(snakemake), "--cores", "all", "--directory", str(directory), *extra]
+    start = time.perf_counter()
+    with (directory / "snakemake.out").open("w") as out:
+        subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, check=True)
+    return time.perf_counter() - start
+
+
+def claims_of(directory: Path) -> pl.DataFrame:
+    return pl.read_parquet(directory / "results" / "aggregate" / "claims.parquet")
+
+
+def flagged(directory: Path) -> tuple[int, int, int]:
+    summary = pl.read_parquet(directory / "results" / "aggregate" / "summary.parquet")
+    return (
+        int(summary["flagged_tasks"].sum()),
+        int(summary["remeasured_tasks"].sum()),
+        int(summary["records"].sum()),
+    )
+
+
+def shown(row: dict) -> str:
+    if row["value"] is None:
+        return "-"
+    if row["value_lo"] is None:
+        return f"{row['value']:.3g}"
+    return f"{row['value']:.3g} [{row['value_lo']:.3g}, {row['value_hi']:.3g}]"
+
+
+def inside(value: float | None, other: dict) -> bool | None:
+    if value is None or other["value_lo"] is None or other["value_hi"] is None:
+        return None
+    return other["value_lo"] <= value <= other["value_hi"]
+
+
+def compare(names: list[str], runs: list[pl.DataFrame]) -> None:
+    """Each claim across runs: the values, levels, and (for each pair with the first run)
+    whether the levels agree and each value lies inside the other's interval."""
+    print("claim | " + " | ".join(names) + " | same level | inside each other")
+    for index, first in enumerate(runs[0].iter_rows(named=True)):
+        others = [run.row(index, named=True) for run in runs[1:]]
+        cells = [f"{shown(r)} {r['verdict']}" for r in [first, *others]]
+        same = all(o["verdict"] == first["verdict"] for o in others)
+        mutual = [(inside(first["value"], o), inside(o["value"], first)) for o in others]
+        print(f"{first['id']} | " + " | ".join(cells) + f" | {same} | {mutual}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--busy", type=int, default=2)
+    parser.add_argument("--quiet-runs", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
+    parser.add_argument("--configfile", help="a config in place of the default")
+    args = parser.parse_args()
+    extra = ["--configfile", args.configfile] if args.configfile else []
+    root = args.keep or Path(tempfile.mkdtemp(prefix="verdicts-twice-"))
+    plan = [(f"quiet-{i + 1}", 0) for i in range(args.quiet_runs)]
+    if args.quiet_runs == 1:
+        plan.append((f"busy-{args.busy}", args.busy))
+    walls = {}
+    for name, busy in plan:
+        directory = root / name
+        directory.mkdir(parents=True, exist_ok=True)
+        with spinning(busy):
+            walls[name] = workflow(directory, extra)
+        print(f"{name}: {walls[name]:.0f} s", flush=True)
+    names = [name for name, _ in plan]
+    print()
+    compare(names, [claims_of(root / name) for name in names])
+    print()
+    for name in names:
+        flags, again, tasks = flagged(root / name)
+        print(f"{name}: {walls[name]:.0f} s; {flags} of {tasks} tasks flagged, {again} re-measured")
+    rerun = workflow(root / names[0], extra)
+    print(f"no-op rerun in {names[0]}: {rerun:.1f} s")
+    print(f"ratio of wall times {names[-1]} / {names[0]}: {walls[names[-1]] / walls[names[0]]:.2f}")
+    print(f"runs kept in {root}")
+
+
+if __name__ == "__main__":
+    main()
