@@ -96,7 +96,11 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
     parser.add_argument("--configfile", help="a config in place of the default")
     args = parser.parse_args()
-    extra = ["--configfile", args.configfile] if args.configfile else []
+    # The Snakefile's config path is relative to the working directory: name it from here.
+    extra = [
+        "--configfile",
+        str(Path(args.configfile or REPO / "config" / "config.yaml").resolve()),
+    ]
     root = args.keep or Path(tempfile.mkdtemp(prefix="verdicts-twice-"))
     plan = [(f"quiet-{i + 1}", 0) for i in range(args.quiet_runs)]
     if args.quiet_runs == 1:
