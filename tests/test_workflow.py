@@ -77,10 +77,12 @@ def test_tiny_dag_end_to_end(workdir: Path):
     said = said[said.index(f"Report: {workdir.resolve() / 'results/report/report.html'}") :]
     assert said[1] == "Tasks: 6 generated in 2 runs, 6 scored"
     assert said[2].startswith("Energy: on estimated energy (estimate:cpu-time)")
+    assert said[3].startswith("Measurement: ") and " of 6 tasks flagged" in said[3]
+    assert said[4] == "Claims:"
     # One line a claim, then its where and why lines, indented under the claim.
-    verdicts = [line.split("  ", 2)[1] for line in said[4:] if not line.startswith("   ")]
+    verdicts = [line.split("  ", 2)[1] for line in said[5:] if not line.startswith("   ")]
     assert verdicts == claims["verdict"].to_list()
-    assert any(line.lstrip().startswith("where: ") for line in said[4:])
+    assert any(line.lstrip().startswith("where: ") for line in said[5:])
 
     started = time.perf_counter()
     again = main_command(workdir, config)
