@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_stopping import CharacterCap
 
 from llmenergy import datasets, energy, generation, models, stopping
 from llmenergy.generation_settings import GenerationSettings
@@ -22,17 +23,6 @@ from conftest import REPO
 DEFAULT_MODEL = "smollm2-135m-instruct"
 CUT_CHARS = 240
 TOLERANCE = 0.10
-
-
-class CharacterCut(stopping.Stateless):
-    """Stops once the output has `limit` characters."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.length = limit, 0
-
-    def feed(self, delta: str) -> int | None:
-        self.length += len(delta)
-        return self.limit if self.length >= self.limit else None
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +44,7 @@ def test_two_strategies_with_the_same_tokens_cost_the_same_decode_energy(default
     torch.set_num_threads(meter.model_threads or threads)  # as a generation job sets it
     names = ("same-cut-a", "same-cut-b")
     for name in names:
-        stopping.register(stopping.Strategy(name, lambda task: CharacterCut(CUT_CHARS)))
+        stopping.register(stopping.Strategy(name, lambda task: CharacterCap(CUT_CHARS)))
     try:
         runs = {
             name: generation.run(

@@ -125,15 +125,19 @@ def summarize(tasks: pl.LazyFrame) -> pl.DataFrame:
     )
 
 
+def _flags() -> pl.Expr:
+    """A record's energy flags, as a list."""
+    return pl.col("energy_flags").fill_null("").str.split(",")
+
+
 def flagged() -> pl.Expr:
     """Whether a record's measurement was flagged: contended, or a mean power outside its
     device's bounds (conditions.FLAGS)."""
-    flags = pl.col("energy_flags").fill_null("").str.split(",")
-    return flags.list.set_intersection(list(conditions.FLAGS)).list.len() > 0
+    return _flags().list.set_intersection(list(conditions.FLAGS)).list.len() > 0
 
 
 def _with_flag(flag: str) -> pl.Expr:
-    return pl.col("energy_flags").fill_null("").str.split(",").list.contains(flag)
+    return _flags().list.contains(flag)
 
 
 def measurement_conditions(generations: pl.LazyFrame) -> pl.DataFrame:

@@ -485,7 +485,8 @@ def run(
             remeasured += 1
             log(f"{task['task_id']}: contended ({describe(beside)}), measured again")
         decoded = measured.decoded
-        decoded.flags.extend([conditions.CONTENDED] if contended else [])
+        if contended:
+            decoded.flags.append(conditions.CONTENDED)
         if meter.measured:
             decoded.flags.extend(power_flags(decoded, context, settings.bounds))
         completion = decoded.kept_text
