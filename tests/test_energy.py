@@ -7,6 +7,8 @@ import time
 import pytest
 
 from llmenergy import energy
+from llmenergy.conditions import UNREAD, Conditions
+from llmenergy.joules import Joules
 
 WATTS = 10.0
 
@@ -178,3 +180,52 @@ def test_a_window_open_by_that_name_cannot_begin_again() -> None:
     assert first.name == "decode"
     meter.begin("decode")  # ended: it may begin again
     meter.end("decode")
+
+
+class SlowProbe:
+    """A probe whose reads take a known time, as NVML's calls do on a busy machine."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def begin(self) -> None:
+        time.sleep(self.seconds)
+
+    def end(self, started: None) -> Conditions:
+        time.sleep(self.seconds)
+        return UNREAD
+
+
+class SteadyDevice:
+    """A stand-in for a metered GPU (none exists here) that draws a known power: its counter
+    gives that power x the time between its window's begin and end calls."""
+
+    source, device, covers_cpu, host_source, per_token_flag = "test", "gpu:0", False, None, None
+    default_min_window_s = 0.1
+
+    def __init__(self, watts: float, probe: SlowProbe) -> None:
+        self.watts, self.probe = watts, probe
+
+    def synchronize(self) -> None:
+        return None
+
+    def begin(self, name: str) -> dict[int, float]:
+        return {0: time.perf_counter()}
+
+    def end(self, name, opened, work, idle) -> Joules:
+        return Joules(self.watts * (time.perf_counter() - opened[0]))
+
+    def interval_energies(self, phases):
+        return []
+
+
+def test_the_conditions_probe_reads_outside_the_energy_window() -> None:
+    """Reading what else the machine did (NVML calls, /proc) takes time at the device's
+    power; done inside the counters' window, it adds energy the window's seconds leave out, a
+    fixed amount a window that inflates short windows' J/token. The energy stays the power
+    x the window's time, with reads as long as the work."""
+    meter = energy.ZeusMeter(SteadyDevice(100.0, SlowProbe(0.2)))
+    meter.begin("decode")
+    time.sleep(0.2)
+    reading = meter.end("decode")
+    assert reading.joules.accelerator == pytest.approx(100.0 * reading.seconds, rel=0.05)

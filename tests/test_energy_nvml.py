@@ -340,20 +340,22 @@ def test_host_energy_apart_and_checks_share_rapl(tmp_path, tiny_model_dir):
 def test_no_prefill_energy_in_decode_energy(tmp_path, tiny_model_dir):
     """The simulated GPU draws 600 W in prefill, 350 W in decode and 70 W idle, as the
     generating process drives it, on a counter and a power field that update every 100 ms.
-    Each decode pass draws 350 W for its task's step (20 to 20.5 ms), the same for a task on
+    Each decode pass draws 350 W for its task's step (50 to 50.5 ms), the same for a task on
     both workloads, whose prompts differ twelvefold: decode costs the same per token whatever
-    the prompt, the truth is no amplification. The short workload decodes 50 tokens a task,
-    the long one 25 (tasks taken in turn), so that prefill energy leaking into each decode
-    window, a fixed amount a task, would weigh twice as much per token on the long one; and
-    prefill's power, held into the first decode tokens, would inflate their energy. Both
-    amplification figures come out within a point of 0, their intervals around it; each
-    task's decode energy per token is its passes' (and the idle moments between them), and
-    prefill's energy its 600 W x its time."""
+    the prompt, the truth is no amplification. (With 20 ms steps, two passes and their idle
+    gaps to each 100 ms sample, the like-with-like figure wandered by up to 1.7 points on a
+    loaded machine, its interval by +-2; at 50 ms, by 0.3 and +-0.4.) The short workload
+    decodes 50 tokens a task, the long one 25 (tasks taken in turn), so that prefill energy
+    leaking into each decode window, a fixed amount a task, would weigh twice as much per
+    token on the long one; and prefill's power, held into the first decode tokens, would
+    inflate their energy. Both amplification figures come out within a point of 0, their
+    intervals around it; each task's decode energy per token is its passes' (and the idle
+    moments between them), and prefill's energy its 600 W x its time."""
     import polars as pl
 
     from llmenergy import amplification
 
-    steps = [0.02 + 0.0001 * i for i in range(6)]  # tasks differ, alike on both workloads
+    steps = [0.05 + 0.0001 * i for i in range(6)]  # tasks differ, alike on both workloads
     short = [{**t, "step_s": {"decode": s}} for t, s in zip(tasks(6), steps, strict=True)]
     long = [{**t, "prompt": t["prompt"] * 12} for t in short]
     phases = {"prefill": 600.0, "decode": 350.0}

@@ -741,8 +741,11 @@ class ZeusMeter:
     def begin(self, name: str) -> None:
         _refuse_open(name, self._open)
         self.metered.synchronize()
-        updates = self.metered.begin(name)
+        # The probe reads before the counters start and after they stop: its NVML calls and
+        # /proc reads take the device's idle power for milliseconds, a fixed amount a window
+        # that would weigh on short windows' J/token and that the window's time leaves out.
         probed = self.metered.probe.begin()
+        updates = self.metered.begin(name)
         self._open[name] = _Open(time.time(), time.perf_counter(), updates, probed)
 
     def end(self, name: str, idle: bool = False) -> Reading:
@@ -751,8 +754,8 @@ class ZeusMeter:
         self.metered.synchronize()
         end, seconds = time.time(), time.perf_counter()
         opened = self._open.pop(name)
-        conditions = self.metered.probe.end(opened.probed)
         joules = self.metered.end(name, opened.updates, (opened.start, end), idle)
+        conditions = self.metered.probe.end(opened.probed)
         return Reading(
             name=name,
             seconds=seconds - opened.perf,
