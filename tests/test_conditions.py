@@ -5,6 +5,7 @@ flagged, the job table the report shows, the claims and the summary line that co
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -135,16 +136,62 @@ def test_the_cpu_probe_sees_busy_processes_beside_a_window():
 
 
 def test_the_cpu_probe_does_not_count_this_processs_own_work():
-    """A window in which this process alone spins: its own CPU is not others'. (What the rest
-    of a loaded machine does is; so the bound is one core below the busy case's.)"""
-    probe = conditions.CpuProbe()
-    started = probe.begin()
+    """A window in which this process spins: its own CPU is not others'. Read beside a probe
+    that subtracts nothing, the probe reads less by this process's cores; and with them, at
+    most the job's cores are busy, however loaded the machine (tick rounding aside)."""
+    probe, gross = conditions.CpuProbe(), conditions.CpuProbe(own_cpu_s=lambda: 0.0)
+    started, gross_started, own0 = probe.begin(), gross.begin(), time.process_time()
     end = time.process_time() + 1.0
     while time.process_time() < end:
         pass
-    seen = probe.end(started)
-    cores = conditions.machine_cores()
-    assert seen.other_cores is not None and seen.other_cores <= cores - 1 + 0.2, seen
+    own_cpu_s = time.process_time() - own0
+    seen, seen_gross = probe.end(started), gross.end(gross_started)
+    assert seen.other_cores is not None and seen_gross.other_cores is not None
+    own_cores = own_cpu_s / seen.window_s
+    # Each edge rounds each CPU to a 10 ms tick: up to 0.04 cores over 1 s on 2 CPUs, twice.
+    assert seen_gross.other_cores - seen.other_cores == pytest.approx(own_cores, abs=0.08), seen
+    assert seen.other_cores + own_cores <= conditions.job_cores() + 0.2, seen
+
+
+def test_busy_seconds_count_only_the_named_cpus():
+    """A planted /proc/stat: CPU 0 busy 300 ticks (user, nice, system, irq, softirq; steal is
+    the hypervisor's, idle and iowait are not busy), CPU 1 busy 500; the summary line's
+    figures are not read."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stat = (
+        "cpu  400 0 300 9000 50 50 50 0 0 0\n"
+        "cpu0 100 0 100 4000 20 50 50 25 0 0\n"
+        "cpu1 300 0 200 5000 30 0 0 0 0 0\n"
+        "intr 12345 0 0\n"
+    )
+    assert conditions.busy_seconds(stat, {0}) == pytest.approx(300 / tick)
+    assert conditions.busy_seconds(stat, {1}) == pytest.approx(500 / tick)
+    assert conditions.busy_seconds(stat, {0, 1}) == pytest.approx(800 / tick)
+    assert conditions.busy_seconds(stat, {7}) == 0.0
+
+
+PINNED = """
+import os, sys, time
+os.sched_setaffinity(0, {0})
+from llmenergy import conditions
+probe = conditions.CpuProbe()
+started = probe.begin()
+time.sleep(1.0)
+print(conditions.job_cores(), probe.end(started).other_cores)
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin apart")
+def test_a_job_pinned_to_one_cpu_judges_that_cpu_alone():
+    """A job's CPUs are its affinity (a Slurm job's cpuset), not the node's: a process pinned
+    to one CPU counts one core, and however busy the machine (two spinners, other tests),
+    other processes can keep at most that one core busy in its windows."""
+    with busy(2):
+        out = subprocess.run(
+            [sys.executable, "-c", PINNED], capture_output=True, text=True, check=True
+        ).stdout.split()
+    assert int(out[0]) == 1
+    assert float(out[1]) <= 1.0 + 0.1, out  # a CPU's ticks, rounded at each edge
 
 
 def _run(tiny_model, bounds: Bounds, tokens: int = 400) -> list[dict]:
@@ -172,7 +219,7 @@ def _run(tiny_model, bounds: Bounds, tokens: int = 400) -> list[dict]:
 def test_a_task_contended_beside_busy_processes_is_measured_again_and_flagged(tiny_model):
     """With every core but the model's taken by spinners and no slack allowed, each task is
     contended, measured again once, and kept flagged; its record says what else ran."""
-    cores = conditions.machine_cores()
+    cores = conditions.job_cores()
     with busy(cores + 1):
         rows = _run(tiny_model, Bounds(max_other_cores=0.0, max_remeasures=1))
     for row in rows:
@@ -182,7 +229,7 @@ def test_a_task_contended_beside_busy_processes_is_measured_again_and_flagged(ti
 
 
 def test_no_task_is_contended_when_the_bound_allows_every_core(tiny_model):
-    cores = conditions.machine_cores()
+    cores = conditions.job_cores()
     with busy(1):
         rows = _run(tiny_model, Bounds(max_other_cores=float(cores + 4), max_remeasures=3))
     for row in rows:

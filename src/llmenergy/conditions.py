@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -117,18 +117,26 @@ class Bounds:
         return flags
 
 
-def cpu_times() -> tuple[float, int]:
-    """CPU seconds all processes have spent busy (/proc/stat: all but idle and iowait), and
-    how many CPUs it counts."""
-    lines = Path("/proc/stat").read_text().splitlines()
-    values = [int(value) for value in lines[0].split()[1:8]]
-    busy = sum(values) - values[3] - values[4]
-    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
-    return busy / os.sysconf("SC_CLK_TCK"), cpus
+def busy_seconds(stat: str, cpus: Collection[int]) -> float:
+    """CPU seconds the `cpus` have spent busy, from /proc/stat's text: their lines' all but
+    idle and iowait."""
+    busy = 0
+    for line in stat.splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            ticks = [int(value) for value in values[:7]]
+            busy += sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
-def machine_cores() -> int:
-    return cpu_times()[1]
+def job_cpus() -> frozenset[int]:
+    """The CPUs this process may run on (its affinity: a Slurm job's or a container's cpuset,
+    not the whole node), where its model and its checks compete with other processes."""
+    return frozenset(os.sched_getaffinity(0))
+
+
+def job_cores() -> int:
+    return len(job_cpus())
 
 
 def cpu_mhz() -> float | None:
@@ -153,20 +161,24 @@ class Probe(Protocol):
 
 
 class CpuProbe:
-    """Other processes' CPU time over the window: the machine's busy time less this
-    process's own (its threads; its children, such as the oracle's checks, count as
-    others: they contend for the same cores)."""
+    """Other processes' CPU time over the window: the busy time of the job's CPUs
+    (`job_cpus`) less this process's own (its threads; its children, such as the oracle's
+    checks, count as others: they contend for the same cores). Other jobs on the node's
+    other CPUs take nothing from this one."""
 
     def __init__(self, own_cpu_s: Callable[[], float] = time.process_time) -> None:
         self._own = own_cpu_s
+        self._cpus = job_cpus()
+
+    def _busy(self) -> float:
+        return busy_seconds(Path("/proc/stat").read_text(), self._cpus)
 
     def begin(self) -> tuple[float, float, float]:
-        busy, _ = cpu_times()
-        return busy, self._own(), time.perf_counter()
+        return self._busy(), self._own(), time.perf_counter()
 
     def end(self, started: tuple[float, float, float]) -> Conditions:
         busy0, own0, wall0 = started
-        busy, _ = cpu_times()
+        busy = self._busy()
         wall = max(time.perf_counter() - wall0, 1e-9)
         # /proc/stat counts in scheduler ticks: a window of a few ticks reads coarsely.
         others = max(0.0, (busy - busy0) - (self._own() - own0))

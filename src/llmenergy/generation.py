@@ -468,8 +468,8 @@ def run(
             idle = energy.measure_idle(meter, settings.idle_seconds)
             log(f"idle {meter.device}: {energy.power_w(idle)[0]} W over {idle.seconds:.1f} s")
     context = Context.of(meter, idle)
-    # Cores the model leaves to other processes: taking them is not contention.
-    free_cores = conditions.machine_cores() - torch.get_num_threads()
+    # Cores of the job's the model leaves to other processes: taking them is not contention.
+    free_cores = conditions.job_cores() - torch.get_num_threads()
     for index, task in enumerate(tasks, start=1):
         prompt, ids = workloads.prompt_and_ids(
             loaded.tokenizer, task, settings.prompt_style, settings.prompt_budget
