@@ -165,3 +165,17 @@ def test_the_schema_allows_exactly_the_described_dataset_formats_and_model_sourc
     assert set(dataset["format"]["enum"]) == set(datasets.FORMATS)
     model = SCHEMA["properties"]["models"]["additionalProperties"]["properties"]
     assert set(model["source"]["properties"]["kind"]["enum"]) == set(models.SOURCE_KINDS)
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [(["none"], "stops nothing"), (["orakel"], "orakel")],
+    ids=["baseline", "unknown"],
+)
+def test_a_same_tokens_control_names_a_strategy_that_stops(names, message: str) -> None:
+    config = _edited(lambda c: c["energy"].update(same_tokens_control=names))
+    jsonschema.validate(config, SCHEMA)
+    with pytest.raises(
+        configuration.ConfigError, match=rf"energy.same_tokens_control: .*{message}"
+    ):
+        configuration.check_strategies(config)

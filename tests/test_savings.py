@@ -133,6 +133,30 @@ def test_savings_count_each_cost_once_worked_by_hand() -> None:
         assert row[name] <= row[f"{name}_hi"] + 1e-12, name
 
 
+def test_the_oracle_per_token_figures_weigh_it_against_its_same_tokens_control() -> None:
+    # The same tokens decoded again without checks, right after, cost 2.5 + 18 + 7.5 = 28 J;
+    # the oracle's decode 30 J, and with its checks 31.7 J. The baseline's job is not used.
+    controls = {"T/0": 2.5, "T/1": 18.0, "T/2": 7.5}
+    oracle = [
+        {**g, "control_decode_energy_j": controls[g["task_id"]], "control_decode_s": 1.0,
+         "control_same_tokens": True}
+        for g in _oracle()
+    ]  # fmt: skip
+    row = _oracle_row(_baseline() + oracle)
+    assert row["per_token_basis"] == aggregate.SAME_TOKENS
+    assert row["decode_j_per_token_change"] == pytest.approx(30 / 28 - 1)
+    assert row["extra_j_per_token"] == pytest.approx(31.7 / 28 - 1)
+    assert row["extra_j_per_token_lo"] <= row["extra_j_per_token"] <= row["extra_j_per_token_hi"]
+    # Energy saved is still against the baseline: only a per-token change has a control.
+    assert row["energy_saved"] == pytest.approx(1 - 35.7 / 40)
+    # A task whose control came out different tokens has no control energy: it is left out.
+    oracle[1] |= {"control_decode_energy_j": None, "control_same_tokens": False}
+    row = _oracle_row(_baseline() + oracle)
+    assert row["extra_j_per_token"] == pytest.approx((31.7 - 20.0) / 10 - 1)
+    # Without a control, the baseline's job (worked out above) as before.
+    assert _oracle_row(_baseline() + _oracle())["per_token_basis"] == aggregate.BASELINE_JOB
+
+
 def test_checks_inside_a_cpu_meter_are_not_added_again() -> None:
     # RAPL as the accelerator: its windows already hold the checks' CPU energy.
     row = _oracle_row(_baseline() + _oracle(covers_cpu=True))
@@ -244,3 +268,51 @@ def test_the_saving_interval_covers_the_planted_30_percent_in_nine_data_sets_of_
     found = [aggregate.paired_intervals(g) for g in _paired_data_sets(200, 50, reps, seed=reps)]
     covered = [row["energy_saved_lo"] <= 0.3 <= row["energy_saved_hi"] for row in found]
     assert np.mean(covered) >= 0.90
+
+
+def _drifting_data_sets(data_sets: int, tasks: int, seed: int) -> list[pl.DataFrame]:
+    """Paired rows of an oracle whose checks cost 10% per token, exactly, measured beside its
+    same-tokens control; its baseline ran in another job while the machine was 30% slower
+    (all of its energy x 1.3) and decoded 1.5x as many tokens. Task level (sd 0.3 of its log)
+    and each window's noise (sd 0.05) are lognormal of mean 1."""
+    rng = np.random.default_rng(seed)
+    shape = (data_sets, tasks)
+    level = _mean_one(rng, 0.3, shape)
+    tokens = rng.integers(20, 200, shape).astype(float)
+    oracle = 1.1 * level * tokens * _mean_one(rng, 0.05, shape)
+    control = level * tokens * _mean_one(rng, 0.05, shape)
+    base = 1.3 * level * 1.5 * tokens * _mean_one(rng, 0.05, shape)
+    index = np.indices(shape).reshape(2, -1)
+    frame = pl.DataFrame(
+        {"data_set": index[0], "task_id": index[1].astype(str), "rep": 0}
+        | {name: oracle.ravel() for name in ("decode_energy_j", "decode_with_checks_j")}
+        | {name: oracle.ravel() for name in ("decode_above_idle_with_checks_j",)}
+        | {
+            "control_decode_energy_j": control.ravel(),
+            "control_decode_above_idle_j": control.ravel(),
+        }
+        | {"decode_tokens": tokens.ravel(), "base_decode_tokens": 1.5 * tokens.ravel()}
+        | {"base_decode_energy_j": base.ravel(), "base_decode_above_idle_j": base.ravel()}
+        | {c: oracle.ravel() for c in ("energy_with_checks_j", "above_idle_with_checks_j")}
+        | {c: base.ravel() for c in ("base_energy_j", "base_above_idle_j")}
+        | {c: tokens.ravel() for c in ("output_tokens", "base_tokens", "task_s", "base_task_s")}
+    )
+    return frame.partition_by("data_set", maintain_order=True)
+
+
+def test_a_same_tokens_control_recovers_the_planted_overhead_the_drift_between_jobs_hides() -> None:
+    sets = _drifting_data_sets(200, 30, seed=7)
+    found = [aggregate.paired_intervals(g, resamples=400) for g in sets]
+    assert {row["per_token_basis"] for row in found} == {aggregate.SAME_TOKENS}
+    covered = [row["extra_j_per_token_lo"] <= 0.10 <= row["extra_j_per_token_hi"] for row in found]
+    assert np.mean(covered) >= 0.90
+    # Against the baseline's job, the drift turns the 10% cost into a 15% "saving".
+    between_jobs = [
+        aggregate.paired_intervals(g.drop("control_decode_energy_j"), resamples=400)
+        for g in sets[:20]
+    ]
+    assert {row["per_token_basis"] for row in between_jobs} == {aggregate.BASELINE_JOB}
+    assert all(row["extra_j_per_token_hi"] < 0 for row in between_jobs)
+    assert np.mean([row["extra_j_per_token"] for row in between_jobs]) == pytest.approx(
+        1.1 / 1.3 - 1, abs=0.02
+    )

@@ -40,6 +40,8 @@ def per_task(generations: pl.LazyFrame, scores: pl.LazyFrame) -> pl.LazyFrame:
             - pl.col("idle_power_w") * pl.col("prefill_s"),
             decode_above_idle_j=pl.col("decode_energy_j")
             - pl.col("idle_power_w") * pl.col("decode_s"),
+            control_decode_above_idle_j=pl.col("control_decode_energy_j")
+            - pl.col("idle_power_w") * pl.col("control_decode_s"),
         )
         .with_columns(
             total_above_idle_j=pl.col("prefill_above_idle_j") + pl.col("decode_above_idle_j"),
@@ -238,6 +240,11 @@ def _per_token_change(sums: np.ndarray) -> np.ndarray:
     return (sums[..., 0] / sums[..., 1]) / (sums[..., 2] / sums[..., 3]) - 1.0
 
 
+def _change(sums: np.ndarray) -> np.ndarray:
+    """The change of one sum against another over the same tokens: of energy per token too."""
+    return sums[..., 0] / sums[..., 1] - 1.0
+
+
 # Paired statistics of the savings table: name, the columns summed, the statistic of the sums.
 PAIRED_STATISTICS: list[tuple[str, tuple[str, ...], Callable[[np.ndarray], np.ndarray]]] = [
     ("energy_saved", ("energy_with_checks_j", "base_energy_j"), _saved),
@@ -271,13 +278,47 @@ ABOVE_IDLE_STATISTICS: list[tuple[str, tuple[str, ...], Callable[[np.ndarray], n
 ]
 
 
+# The per-token statistics again, against the strategy's own same-tokens control (decoded
+# right after it in its job) instead of the baseline's job: what a job that ran a control
+# reports (per_token_basis), so that the machine's drift between jobs is not in them.
+SAME_TOKENS_STATISTICS: dict[str, tuple[tuple[str, ...], Callable[[np.ndarray], np.ndarray]]] = {
+    "decode_j_per_token_change": (("decode_energy_j", "control_decode_energy_j"), _change),
+    "extra_j_per_token": (("decode_with_checks_j", "control_decode_energy_j"), _change),
+    "extra_j_per_token_above_idle": (
+        ("decode_above_idle_with_checks_j", "control_decode_above_idle_j"),
+        _change,
+    ),
+}
+SAME_TOKENS, BASELINE_JOB = "same tokens, same job", "baseline job"
+
+
+def per_token_basis(group: pl.DataFrame) -> str:
+    """What a strategy's per-token changes are measured against: its same-tokens control
+    where its job ran one, else the baseline's job."""
+    controls = group.get_column("control_decode_energy_j", default=None)
+    return SAME_TOKENS if controls is not None and controls.is_not_null().any() else BASELINE_JOB
+
+
+def _statistics(
+    statistics: list[tuple[str, tuple[str, ...], Callable[[np.ndarray], np.ndarray]]], basis: str
+) -> list[tuple[str, tuple[str, ...], Callable[[np.ndarray], np.ndarray]]]:
+    if basis != SAME_TOKENS:
+        return statistics
+    return [
+        (name, *SAME_TOKENS_STATISTICS.get(name, (columns, statistic)))
+        for name, columns, statistic in statistics
+    ]
+
+
 def paired_intervals(
     group: pl.DataFrame, resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0
-) -> dict[str, float | None]:
+) -> dict[str, float | str | None]:
     """Each paired statistic of one model x workload x strategy, with its bootstrap interval
-    over tasks (a task's repetitions summed; pairs missing a column left out)."""
-    out: dict[str, float | None] = {}
-    for name, columns, statistic in PAIRED_STATISTICS:
+    over tasks (a task's repetitions summed; pairs missing a column left out); the per-token
+    changes against the same-tokens control where the job ran one (per_token_basis)."""
+    basis = per_token_basis(group)
+    out: dict[str, float | str | None] = {"per_token_basis": basis}
+    for name, columns, statistic in _statistics(PAIRED_STATISTICS, basis):
         complete = group.drop_nulls(list(columns))
         per_task = complete.group_by("task_id").agg(pl.col(list(columns)).sum()).sort("task_id")
         values = per_task.select(pl.col(list(columns)).cast(pl.Float64)).to_numpy()
@@ -287,7 +328,7 @@ def paired_intervals(
             interval.low,
             interval.high,
         )
-    for name, columns, statistic in ABOVE_IDLE_STATISTICS:
+    for name, columns, statistic in _statistics(ABOVE_IDLE_STATISTICS, basis):
         sums = group.drop_nulls(list(columns)).select(pl.col(list(columns)).cast(pl.Float64))
         with np.errstate(divide="ignore", invalid="ignore"):
             point = float(statistic(sums.sum().to_numpy()[0])) if sums.height else None
@@ -341,7 +382,7 @@ def savings(tasks: pl.LazyFrame, resamples: int = stats.DEFAULT_RESAMPLES) -> pl
         {**dict(zip(KEYS, keys, strict=True)), **paired_intervals(group, resamples)}
         for keys, group in pairs.group_by(KEYS, maintain_order=True)
     ]
-    schema = {k: pl.String() for k in KEYS}
+    schema: dict[str, pl.DataType] = {k: pl.String() for k in [*KEYS, "per_token_basis"]}
     for name, *_ in PAIRED_STATISTICS:
         schema.update({name: pl.Float64(), f"{name}_lo": pl.Float64(), f"{name}_hi": pl.Float64()})
     schema.update({name: pl.Float64() for name, *_ in ABOVE_IDLE_STATISTICS})

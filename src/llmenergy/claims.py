@@ -32,7 +32,7 @@ import jsonschema
 import polars as pl
 import yaml
 
-from llmenergy import datasets, models
+from llmenergy import aggregate, datasets, models
 from llmenergy.records import BASELINE
 
 REPRODUCES, SAME_DIRECTION, CONTRADICTS = "reproduces", "same direction", "contradicts"
@@ -332,7 +332,13 @@ def oracle_overhead(tables: Tables) -> list[Value]:
                 detail="decode J/token "
                 + ("not known" if decode is None else f"{100 * decode:+.1f}%")
                 + ", checks "
-                + ("not known" if checks is None else f"{100 * checks:+.1f}%"),
+                + ("not known" if checks is None else f"{100 * checks:+.1f}%")
+                + "; against "
+                + (
+                    "the same tokens decoded without checks right after, in its job"
+                    if row.get("per_token_basis") == aggregate.SAME_TOKENS
+                    else "the baseline's job"
+                ),
                 of=f"{row['model']} on {row['workload']}",
                 above_idle=_pct(row.get("extra_j_per_token_above_idle")),
                 workloads=(row["workload"],),

@@ -88,7 +88,16 @@ def load_strategies(config: dict[str, Any]) -> None:
 
 def check_strategies(config: dict[str, Any]) -> None:
     """Every workload runs the `none` baseline and only registered strategies, and a strategy
-    that needs tests only where tasks have them."""
+    that needs tests only where tasks have them; a same-tokens control names a registered
+    strategy other than the baseline."""
+    key = "energy.same_tokens_control"
+    for name in config.get("energy", {}).get("same_tokens_control", []):
+        if name == stopping.BASELINE:
+            raise ConfigError(f"{key}: the baseline {name!r} stops nothing, so has no control")
+        try:
+            stopping.get(name)
+        except stopping.StrategyError as error:
+            raise ConfigError(f"{key}: {error}") from None
     for name, workload in config["workloads"].items():
         strategies = strategies_of(config, name)
         key = f"workloads.{name}.strategies" if "strategies" in workload else "strategies"

@@ -353,10 +353,11 @@ def record(
     checks: Checks | None = None,
     task_s: float | None = None,
     remeasured: int = 0,
+    control: Control | None = None,
 ) -> dict[str, Any]:
     """The generation record (records.GENERATION_SCHEMA) of one decoded task; `task_s` is its
     first pass end to end (prefill + decode when not given); `remeasured`, how many times it
-    was measured again for contention."""
+    was measured again for contention; `control`, its same-tokens control, if it has one."""
     checks = checks or Checks()
     return {
         **keys,
@@ -383,6 +384,7 @@ def record(
         "check_energy_source": checks.source,
         **decoded.conditions.columns(),
         "remeasured": remeasured,
+        **(NO_CONTROL if control is None else control.columns()),
     }
 
 
@@ -478,13 +480,13 @@ def run(
         remeasured = 0
         while True:
             measured = measure_task(loaded, task, prompt, input_ids, meter, strategy, settings)
-            beside = measured.decoded.conditions
+            beside = measured.conditions
             contended = settings.bounds.contended(beside, free_cores)
             if not contended or remeasured >= settings.bounds.max_remeasures:
                 break
             remeasured += 1
             log(f"{task['task_id']}: contended ({describe(beside)}), measured again")
-        decoded = measured.decoded
+        decoded = dataclasses.replace(measured.decoded, conditions=beside)
         if contended:
             decoded.flags.append(conditions.CONTENDED)
         if meter.measured:
@@ -502,6 +504,7 @@ def run(
                 measured.checks,
                 measured.task_s,
                 remeasured,
+                measured.control,
             )
         )
         result.tokens.extend(
@@ -520,13 +523,69 @@ def run(
 
 
 @dataclass(frozen=True)
+class Control:
+    """A strategy's kept tokens decoded again without it, right after it in the same job: the
+    decode time and energy its checks are weighed against (same_tokens_control). Its energy
+    is null where the tokens came out different."""
+
+    decode_s: float
+    decode_energy: Joules
+    same_tokens: bool
+    conditions: Conditions
+
+    def columns(self) -> dict[str, Any]:
+        """The record's control columns (records.GENERATION_SCHEMA)."""
+        return {
+            "control_decode_s": self.decode_s,
+            "control_decode_energy_j": self.decode_energy.accelerator,
+            "control_same_tokens": self.same_tokens,
+        }
+
+
+NO_CONTROL = dict.fromkeys(("control_decode_s", "control_decode_energy_j", "control_same_tokens"))
+
+
+@torch.inference_mode()
+def same_tokens_control(
+    loaded: LoadedModel,
+    input_ids: torch.Tensor,
+    decoded: Decoded,
+    meter: Meter,
+    settings: GenerationSettings,
+) -> Control:
+    """The tokens a strategy kept, decoded again by the same greedy loop without its stopper
+    and stopped at the same length, in windows of their own opened right after the
+    strategy's: what the two differ in is the strategy's work beside decoding, not the
+    machine's speed minutes apart (docs/design.md, "Measurement conditions")."""
+    again = decode_greedy(
+        loaded, input_ids, len(decoded.token_ids), meter, settings.max_prefill_repeats
+    )
+    again = decode_by_subtraction(loaded, input_ids, again, meter, settings.max_task_repeats)
+    same = again.token_ids == decoded.token_ids
+    return Control(
+        decode_s=again.decode_s,
+        decode_energy=again.decode_energy if same else joules.NONE,
+        same_tokens=same,
+        conditions=again.conditions,
+    )
+
+
+@dataclass(frozen=True)
 class MeasuredTask:
-    """One task decoded and metered: what it produced, its checks' costs, and its first pass
-    end to end (the stopper's last check included)."""
+    """One task decoded and metered: what it produced, its checks' costs, its first pass end
+    to end (the stopper's last check included), and its same-tokens control, if it has one."""
 
     decoded: Decoded
     checks: Checks | None
     task_s: float
+    control: Control | None = None
+
+    @property
+    def conditions(self) -> Conditions:
+        """What else ran beside all of the task's windows, its control's included."""
+        if self.control is None:
+            return self.decoded.conditions
+        return self.decoded.conditions.then(self.control.conditions)
 
 
 def measure_task(
@@ -574,7 +633,10 @@ def measure_task(
         if stats is not None:
             checks = check_costs(stats, settings.check_watts_per_core, package)
     decoded = decode_by_subtraction(loaded, input_ids, decoded, meter, settings.max_task_repeats)
-    return MeasuredTask(decoded, checks, task_s)
+    control = None
+    if stopper is not None and strategy.name in settings.same_tokens_control:
+        control = same_tokens_control(loaded, input_ids, decoded, meter, settings)
+    return MeasuredTask(decoded, checks, task_s, control)
 
 
 def power_flags(decoded: Decoded, context: Context, bounds: conditions.Bounds) -> list[str]:

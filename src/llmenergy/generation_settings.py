@@ -18,7 +18,9 @@ class GenerationSettings:
     `idle_seconds` of the metered device at rest are measured before the first task (not the
     estimate's). The oracle's checks cost their CPU time x `check_watts_per_core` where RAPL
     cannot read the packages (an estimate; null without a power figure). `bounds` say when
-    a window counts as contended and a mean power as implausible (conditions.Bounds).
+    a window counts as contended and a mean power as implausible (conditions.Bounds). A job of
+    a strategy in `same_tokens_control` decodes each task's kept tokens again without it, right
+    after it (generation.same_tokens_control).
     """
 
     prompt_style: str
@@ -30,6 +32,7 @@ class GenerationSettings:
     idle_seconds: float = 0.0
     check_watts_per_core: float | None = None
     bounds: Bounds = field(default_factory=Bounds)
+    same_tokens_control: frozenset[str] = frozenset()
 
     @classmethod
     def of(
@@ -51,4 +54,5 @@ class GenerationSettings:
             idle_seconds=float(energy["idle_seconds"]),
             check_watts_per_core=energy["watts_per_core"],
             bounds=Bounds.of(energy.get("conditions", {})),
+            same_tokens_control=frozenset(energy.get("same_tokens_control", ())),
         )

@@ -63,6 +63,10 @@ GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "gpu_sm_mhz": pl.Float64(),
     "gpu_power_limit_w": pl.Float64(),
     "remeasured": pl.Int64(),  # times the task was measured again for contention
+    # The kept tokens decoded again without the strategy, right after it (same_tokens_control).
+    "control_decode_s": pl.Float64(),
+    "control_decode_energy_j": pl.Float64(),  # null where the tokens came out different
+    "control_same_tokens": pl.Boolean(),
 }
 
 
