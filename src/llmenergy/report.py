@@ -134,6 +134,7 @@ SAVINGS_TABLES: list[Table] = [
         "The strategy's own cost",
         [
             *RUN_KEYS,
+            Column("per_token_basis", "Per token against"),
             Column(
                 "decode_j_per_token_change",
                 "Decode J/token",

@@ -93,6 +93,7 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
         ],
         "savings-checks-table": [
             *RUN,
+            "per_token_basis",
             "decode_j_per_token_change [lo, hi]",
             "extra_j_per_token [lo, hi]",
             "check_s_mean",
