@@ -71,6 +71,10 @@ wildcard_constraints:
 
 
 RUN = "{model}/{workload}/{strategy}/rep{rep}"
+# The amplification's short and long workloads, whose baselines one job decodes interleaved
+# (rules/generate.smk); none without a named pair.
+_PAIR = config["analysis"].get("amplification") or {}
+AMPLIFICATION_PAIR = [_PAIR["short"], _PAIR["long"]] if _PAIR else []
 
 
 # Every configured run: each workload with its own strategies (only `none` for models whose
@@ -137,6 +141,16 @@ def prompt_budget(wildcards):
     return workloads.prompt_budget(
         config["workloads"][wildcards.workload], config["models"][wildcards.model]
     )
+
+
+def pair_prompt_budgets(wildcards):
+    """prompt_budget of each workload of the amplification pair, for one model."""
+    return [
+        workloads.prompt_budget(
+            config["workloads"][name], config["models"][wildcards.model]
+        )
+        for name in AMPLIFICATION_PAIR
+    ]
 
 
 def replay_completions(wildcards):

@@ -23,6 +23,8 @@ rule generate:
         gpu_slot=gpu_slot,
     params:
         model=lookup(dpath="models/{model}", within=config),
+        workload=lambda wildcards: wildcards.workload,
+        strategy=lambda wildcards: wildcards.strategy,
         max_new_tokens=lookup(
             dpath="workloads/{workload}/max_new_tokens", within=config
         ),
@@ -34,3 +36,55 @@ rule generate:
         sandbox=strategy_sandbox,
     script:
         "../workflow/scripts/generate.py"
+
+
+if AMPLIFICATION_PAIR:
+
+    # The amplification compares decode cost on two workloads: decoded in two jobs minutes
+    # apart, a machine whose speed drifts between them moves the figure by more than its
+    # interval says (docs/design.md, "Measurement conditions"). Their baselines are one job.
+    ruleorder: generate_amplification_pair > generate
+
+    rule generate_amplification_pair:
+        """The unsuppressed runs of the amplification's short and long workloads with one
+        model, in one job, their tasks interleaved evenly (generation.interleaved); each
+        workload's outputs are those of its own generate job."""
+        input:
+            workload=expand(
+                "results/workloads/{workload}.parquet", workload=AMPLIFICATION_PAIR
+            ),
+            model="resources/models/{model}",
+            completions=replay_completions,
+        output:
+            records=[
+                f"results/generations/{{model}}/{name}/{stopping.BASELINE}/rep{{rep}}.parquet"
+                for name in AMPLIFICATION_PAIR
+            ],
+            tokens=[
+                f"results/generations/{{model}}/{name}/{stopping.BASELINE}/rep{{rep}}.tokens.parquet"
+                for name in AMPLIFICATION_PAIR
+            ],
+        log:
+            "logs/generate/{model}/amplification-pair/rep{rep}.log",
+        benchmark:
+            "results/benchmarks/generate/{model}/amplification-pair/rep{rep}.tsv"
+        threads: max(1, workflow.cores // GPU_SLOTS) if GPU_SLOTS else workflow.cores
+        resources:
+            measure=measured_alone,
+            gpu_slot=gpu_slot,
+        params:
+            model=lookup(dpath="models/{model}", within=config),
+            workload=AMPLIFICATION_PAIR,
+            strategy=stopping.BASELINE,
+            max_new_tokens=[
+                config["workloads"][name]["max_new_tokens"]
+                for name in AMPLIFICATION_PAIR
+            ],
+            prompt_budget=pair_prompt_budgets,
+            energy=config["energy"],
+            device=config["generation"]["device"],
+            ignore_eos=config["generation"]["ignore_eos"],
+            strategy_module=None,
+            sandbox=None,
+        script:
+            "../workflow/scripts/generate.py"

@@ -77,19 +77,23 @@ def test_slurm_profile_plans_one_gpu_per_generation_job(workdir: Path):
     assert f"Using profiles {PROFILES / 'slurm'}" in output
 
     jobs = planned_jobs(output)
-    generate = [job for job in jobs if job["rule"] == "generate"]
+    generating = {"generate", "generate_amplification_pair"}
+    generate = [job for job in jobs if job["rule"] in generating]
     runs = (
         len(paper["models"])
         * sum(len(configuration.strategies_of(paper, w)) for w in paper["workloads"])
         * paper["repetitions"]
     )
-    assert len(generate) == runs
+    # One job per model and repetition decodes the amplification pair's two baselines.
+    pairs = [job for job in generate if job["rule"] == "generate_amplification_pair"]
+    assert len(pairs) == len(paper["models"]) * paper["repetitions"]
+    assert len(generate) + len(pairs) == runs
     assert {job["wildcards"]["model"] for job in generate} == set(paper["models"])
     for job in generate:
         assert job["resources"]["gpu"] == "1", job
         assert "gres" not in job["resources"], job
     with_gpu = {job["rule"] for job in jobs if "gpu" in job["resources"]}
-    assert with_gpu == {"generate"}  # each measures its own GPU idle, too
+    assert with_gpu == generating  # each measures its own GPU idle, too
     prepared = {job["wildcards"]["model"] for job in jobs if job["rule"] == "prepare_model"}
     assert prepared == set(paper["models"])
 

@@ -46,7 +46,8 @@ def cut_to_cpu(config: dict) -> dict:
 
 def test_paper_random_plans_the_sweep_without_network(workdir: Path):
     """`snakemake -n` on config/paper-random.yaml, in a network namespace of its own (no
-    interface but loopback): ten models, three workloads, 30 generations, no babbling."""
+    interface but loopback): ten models, three workloads, 30 generations in 20 jobs (each
+    model's amplification pair in one), no babbling."""
     isolation = sandbox.detect()
     assert isolation.bwrap, f"bubblewrap cannot make a network namespace here: {isolation.note}"
     # This machine has no GPU, which the sweep's cuda device needs: its jobs check for it.
@@ -60,7 +61,8 @@ def test_paper_random_plans_the_sweep_without_network(workdir: Path):
     assert run.returncode == 0, run.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout + run.stderr, flags=re.MULTILINE))
     assert counts["prepare_model"] == "10"
-    assert counts["generate"] == counts["evaluate"] == "30"
+    assert counts["generate"] == counts["generate_amplification_pair"] == "10"
+    assert counts["evaluate"] == "30"
     assert "babble_metrics" not in counts
 
 
@@ -76,6 +78,7 @@ def test_ten_architectures_cut_to_two_layers_run_through_the_dag(workdir: Path):
         config,
         "--set-threads",
         "generate=1",
+        "generate_amplification_pair=1",
         "--resources",
         "measure=2",
         timeout=900,

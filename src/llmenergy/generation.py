@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -431,6 +431,30 @@ def warm_up(
     decode_greedy(loaded, input_ids, max_new_tokens=4, meter=meter)
 
 
+@dataclass(frozen=True)
+class Side:
+    """One workload of a job: its tasks, its settings and the keys its records carry."""
+
+    tasks: list[dict[str, Any]]
+    settings: GenerationSettings
+    keys: dict[str, Any]
+
+
+def interleaved(sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """The order in which a job decodes the tasks of several workloads, as (workload, task)
+    indices: each workload's tasks in their order, spread evenly over the job (the i-th of n
+    at (i + 0.5) / n of the way), so that a machine whose speed drifts over the job drifts
+    under every workload alike. Tasks due at the same point take turns going first (A B B A
+    for two workloads of one size), so that not one workload always runs the later.
+    One workload: its tasks in order."""
+    slots = [
+        ((i + 0.5) / n, side if i % 2 == 0 else -side, side, i)
+        for side, n in enumerate(sizes)
+        for i in range(n)
+    ]
+    return [(side, i) for _, _, side, i in sorted(slots)]
+
+
 def run(
     loaded: LoadedModel,
     tasks: Iterable[dict[str, Any]],
@@ -440,8 +464,20 @@ def run(
     keys: dict[str, Any],
     log: Callable[[str], None] = print,
 ) -> RunResult:
-    """Decode every task; return one record per task (with `keys`) and one row per output
-    token.
+    """Decode every task of one workload (run_interleaved, one side)."""
+    side = Side(list(tasks), settings, keys)
+    return run_interleaved(loaded, [side], meter, strategy, log)[0]
+
+
+def run_interleaved(
+    loaded: LoadedModel,
+    sides: Sequence[Side],
+    meter: Meter,
+    strategy: stopping.RunStrategy,
+    log: Callable[[str], None] = print,
+) -> list[RunResult]:
+    """Decode every task of every side, the sides' tasks interleaved (interleaved); return,
+    per side, one record per task (with its `keys`) and one row per output token.
 
     Prompts are rendered by workloads.prompt_and_ids (shots, chat template, middle cut to the
     prompt budget); `strategy` gives each task's stopper. The oracle's checks run in other
@@ -459,44 +495,36 @@ def run(
     times, and flagged `contended` where it stays so; a measured task whose mean power lies
     outside its device's idle power and power limit is flagged (power_flags).
     """
-    if settings.ignore_eos:
+    results = [RunResult() for _ in sides]
+    order = interleaved([len(side.tasks) for side in sides])
+    if not order:
+        return results
+    first = sides[order[0][0]]
+    if first.settings.ignore_eos:
         loaded = dataclasses.replace(loaded, eos_token_ids=frozenset())
-    tasks = list(tasks)
-    result = RunResult()
+    warm_up(loaded, meter, first.tasks[0], first.settings)
     idle = None
-    if tasks:
-        warm_up(loaded, meter, tasks[0], settings)
-        if settings.idle_seconds > 0 and meter.measured:  # the estimate has no device to rest
-            idle = energy.measure_idle(meter, settings.idle_seconds)
-            log(f"idle {meter.device}: {energy.power_w(idle)[0]} W over {idle.seconds:.1f} s")
+    if first.settings.idle_seconds > 0 and meter.measured:  # the estimate has no device to rest
+        idle = energy.measure_idle(meter, first.settings.idle_seconds)
+        log(f"idle {meter.device}: {energy.power_w(idle)[0]} W over {idle.seconds:.1f} s")
     context = Context.of(meter, idle)
     # Cores of the job's the model leaves to other processes: taking them is not contention.
     free_cores = conditions.job_cores() - torch.get_num_threads()
-    for index, task in enumerate(tasks, start=1):
-        prompt, ids = workloads.prompt_and_ids(
-            loaded.tokenizer, task, settings.prompt_style, settings.prompt_budget
+    for index, (side_index, task_index) in enumerate(order, start=1):
+        side, task = sides[side_index], sides[side_index].tasks[task_index]
+        measured, remeasured = measure_until_calm(
+            loaded, task, meter, strategy, side.settings, free_cores, log
         )
-        input_ids = prompt_tensor(loaded, ids, task["task_id"])
-        remeasured = 0
-        while True:
-            measured = measure_task(loaded, task, prompt, input_ids, meter, strategy, settings)
-            beside = measured.conditions
-            contended = settings.bounds.contended(beside, free_cores)
-            if not contended or remeasured >= settings.bounds.max_remeasures:
-                break
-            remeasured += 1
-            log(f"{task['task_id']}: contended ({describe(beside)}), measured again")
-        decoded = dataclasses.replace(measured.decoded, conditions=beside)
-        if contended:
-            decoded.flags.append(conditions.CONTENDED)
+        decoded = measured.decoded
         if meter.measured:
-            decoded.flags.extend(power_flags(decoded, context, settings.bounds))
+            decoded.flags.extend(power_flags(decoded, context, side.settings.bounds))
         completion = decoded.kept_text
         if completion is None:
             completion = completion_text(loaded, decoded.token_ids)
+        result = results[side_index]
         result.records.append(
             record(
-                keys,
+                side.keys,
                 task["task_id"],
                 decoded,
                 completion,
@@ -514,12 +542,44 @@ def run(
             )
         )
         rate = len(decoded.token_ids) / max(decoded.prefill_s + decoded.decode_s, 1e-9)
+        where = f" ({side.keys['workload']})" if len(sides) > 1 else ""
         log(
-            f"[{index}/{len(tasks)}] {task['task_id']}: {decoded.prompt_tokens} prompt tokens, "
-            f"{len(decoded.token_ids)} output tokens ({decoded.stop_reason}), {rate:.1f} tok/s"
+            f"[{index}/{len(order)}] {task['task_id']}{where}: {decoded.prompt_tokens} prompt "
+            f"tokens, {len(decoded.token_ids)} output tokens ({decoded.stop_reason}), "
+            f"{rate:.1f} tok/s"
             + (f", {describe(decoded.conditions)}" if conditions.CONTENDED in decoded.flags else "")
         )
-    return result
+    return results
+
+
+def measure_until_calm(
+    loaded: LoadedModel,
+    task: dict[str, Any],
+    meter: Meter,
+    strategy: stopping.RunStrategy,
+    settings: GenerationSettings,
+    free_cores: float,
+    log: Callable[[str], None],
+) -> tuple[MeasuredTask, int]:
+    """Measure one task, again while other processes contended its windows (up to the
+    bounds' cap); one still contended is flagged. Returns it and how often it was redone."""
+    prompt, ids = workloads.prompt_and_ids(
+        loaded.tokenizer, task, settings.prompt_style, settings.prompt_budget
+    )
+    input_ids = prompt_tensor(loaded, ids, task["task_id"])
+    remeasured = 0
+    while True:
+        measured = measure_task(loaded, task, prompt, input_ids, meter, strategy, settings)
+        beside = measured.conditions
+        contended = settings.bounds.contended(beside, free_cores)
+        if not contended or remeasured >= settings.bounds.max_remeasures:
+            break
+        remeasured += 1
+        log(f"{task['task_id']}: contended ({describe(beside)}), measured again")
+    decoded = dataclasses.replace(measured.decoded, conditions=beside)
+    if contended:
+        decoded.flags.append(conditions.CONTENDED)
+    return dataclasses.replace(measured, decoded=decoded), remeasured
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Generate completions under energy measurement.
 
-Inputs:  workload parquet (one prompt per task), prepared model folder.
-Outputs: one record per task (records.GENERATION_SCHEMA, docs/design.md "Records"), per-token
-timings.
+Inputs:  workload parquet (one prompt per task), prepared model folder; for the
+amplification pair's job, two workloads, decoded interleaved.
+Outputs: per workload, one record per task (records.GENERATION_SCHEMA, docs/design.md
+"Records") and per-token timings.
 The metered device's idle power is measured here, after the model is loaded and warmed up.
 A job holding a `gpu_slot` first claims a GPU of its own and pins itself to it (gpu_slots).
 """
@@ -24,27 +25,40 @@ from llmenergy import replay as llm_replay
 from llmenergy.generation_settings import GenerationSettings
 
 
-def replay(smk, strategy, settings, keys: dict, log) -> None:
-    """A `replay` model: the given completions instead of generation (nothing is measured)."""
-    result = llm_replay.run(
-        llm_replay.load_tokenizer(smk.input.model),
-        pl.read_parquet(smk.input.workload).to_dicts(),
-        smk.params.model["source"]["completions"],
-        strategy,
-        settings,
-        keys,
-    )
-    write(result, smk)
-    log(f"replayed {len(result.records)} completions")
+def listed(value) -> list:
+    """A rule's input, output or param: one workload's (a value) or a pair's (a list)."""
+    return [value] if isinstance(value, (str, int)) or value is None else list(value)
 
 
-def write(result, smk) -> None:
-    records.write_parquet_atomic(
-        records.frame(result.tokens, records.TOKEN_SCHEMA), smk.output.tokens
-    )
-    records.write_parquet_atomic(
-        records.frame(result.records, records.GENERATION_SCHEMA), smk.output.records
-    )
+def sides(smk, keys: dict) -> list[generation.Side]:
+    """Each workload of the job: its tasks, settings and record keys."""
+    return [
+        generation.Side(
+            pl.read_parquet(path).to_dicts(),
+            GenerationSettings.of(
+                smk.params.model, max_new, budget, smk.params.ignore_eos, smk.params.energy
+            ),
+            keys | {"workload": name},
+        )
+        for name, path, max_new, budget in zip(
+            listed(smk.params.workload),
+            listed(smk.input.workload),
+            listed(smk.params.max_new_tokens),
+            listed(smk.params.prompt_budget),
+            strict=True,
+        )
+    ]
+
+
+def write(results: list, smk) -> None:
+    outputs = zip(listed(smk.output.records), listed(smk.output.tokens), strict=True)
+    for result, (records_path, tokens_path) in zip(results, outputs, strict=True):
+        records.write_parquet_atomic(
+            records.frame(result.tokens, records.TOKEN_SCHEMA), tokens_path
+        )
+        records.write_parquet_atomic(
+            records.frame(result.records, records.GENERATION_SCHEMA), records_path
+        )
 
 
 def claim_gpu(log):
@@ -70,27 +84,29 @@ def main(smk) -> None:
         replayed = not models.source_kind(smk.params.model).generates
         # Replayed outputs are checked in step with their tokens: the earliest passing line.
         strategy = stopping.for_run(
-            wildcards.strategy,
+            smk.params.strategy,
             style,
             evaluation.checker(smk.params.sandbox, style, log),
             synchronous=replayed,
         )
-        settings = GenerationSettings.of(
-            smk.params.model,
-            smk.params.max_new_tokens,
-            smk.params.prompt_budget,
-            smk.params.ignore_eos,
-            smk.params.energy,
-        )
         keys = {
             "model": wildcards.model,
             "model_revision": models.recorded_revision(smk.input.model),
-            "workload": wildcards.workload,
-            "strategy": wildcards.strategy,
+            "strategy": smk.params.strategy,
             "rep": int(wildcards.rep),
         }
-        if replayed:
-            replay(smk, strategy, settings, keys, log)
+        jobs = sides(smk, keys)
+        if replayed:  # a `replay` model: the given completions (nothing is measured)
+            completions = smk.params.model["source"]["completions"]
+            tokenizer = llm_replay.load_tokenizer(smk.input.model)
+            write(
+                [
+                    llm_replay.run(tokenizer, s.tasks, completions, strategy, s.settings, s.keys)
+                    for s in jobs
+                ],
+                smk,
+            )
+            log(f"replayed {sum(len(s.tasks) for s in jobs)} completions")
             return
         for gpu in gpus.states():
             log(f"GPU {gpu}")
@@ -107,9 +123,7 @@ def main(smk) -> None:
             f"model {wildcards.model} on {loaded.device} ({threads} of {smk.threads} threads); "
             f"metered: {meter.device} ({meter.source}), host: {meter.host_source or 'not read'}"
         )
-        tasks = pl.read_parquet(smk.input.workload).to_dicts()
-        result = generation.run(loaded, tasks, meter, strategy, settings, keys, log)
-        write(result, smk)
+        write(generation.run_interleaved(loaded, jobs, meter, strategy, log), smk)
 
 
 if __name__ == "__main__":
