@@ -570,16 +570,15 @@ def measure_until_calm(
     remeasured = 0
     while True:
         measured = measure_task(loaded, task, prompt, input_ids, meter, strategy, settings)
-        beside = measured.conditions
+        beside = measured.decoded.conditions
         contended = settings.bounds.contended(beside, free_cores)
         if not contended or remeasured >= settings.bounds.max_remeasures:
             break
         remeasured += 1
         log(f"{task['task_id']}: contended ({describe(beside)}), measured again")
-    decoded = dataclasses.replace(measured.decoded, conditions=beside)
     if contended:
-        decoded.flags.append(conditions.CONTENDED)
-    return dataclasses.replace(measured, decoded=decoded), remeasured
+        measured.decoded.flags.append(conditions.CONTENDED)
+    return measured, remeasured
 
 
 @dataclass(frozen=True)
@@ -640,13 +639,6 @@ class MeasuredTask:
     task_s: float
     control: Control | None = None
 
-    @property
-    def conditions(self) -> Conditions:
-        """What else ran beside all of the task's windows, its control's included."""
-        if self.control is None:
-            return self.decoded.conditions
-        return self.decoded.conditions.then(self.control.conditions)
-
 
 def measure_task(
     loaded: LoadedModel,
@@ -696,6 +688,10 @@ def measure_task(
     control = None
     if stopper is not None and strategy.name in settings.same_tokens_control:
         control = same_tokens_control(loaded, input_ids, decoded, meter, settings)
+        # The task's conditions cover its control's windows too.
+        decoded = dataclasses.replace(
+            decoded, conditions=decoded.conditions.then(control.conditions)
+        )
     return MeasuredTask(decoded, checks, task_s, control)
 
 
