@@ -3,8 +3,9 @@
 Three figures, on the unsuppressed runs (strategy `none`), each with a 95% interval:
 - the study's: decode J/token on the long workload of a named pair (`analysis.amplification`)
   against the short one, each a ratio of sums (decode energy over decoded tokens, tasks
-  and repetitions pooled), as a percentage change; the interval resamples tasks, and
-  repetitions within each task, of each workload apart;
+  and repetitions pooled), as a percentage change; the interval is a Welch t interval on
+  the log of the two ratios, each side's variance taken over its tasks (a task's repetitions
+  summed), since the long side of the default has four tasks (stats.percent_change_interval);
 - like with like: the same over the first N decode positions of every task and repetition
   that has them (`analysis.same_positions`), so that workloads that decode for different
   lengths compare equal work, with the same interval; from per-token energy where a power
@@ -13,7 +14,7 @@ Three figures, on the unsuppressed runs (strategy `none`), each with a 95% inter
   errors).
 Without a named pair, the workloads with the shortest and the longest mean prompt are
 compared; a tie between two workloads is reported as a note, never broken silently. Every
-computation sorts its input first and draws from a fixed seed, so the same records give the
+computation sorts its input first and draws nothing at random, so the same records give the
 same table in any row order.
 """
 
@@ -28,8 +29,6 @@ import polars as pl
 from llmenergy import stats
 from llmenergy.records import BASELINE, decode_tokens
 
-RESAMPLES = 1000
-SEED = 0
 Z95 = 1.96
 GROUP = ["model", "energy_source"]
 
@@ -208,7 +207,7 @@ def table(
                 )
         if pair.short is not None and pair.long is not None:
             short, long = _decode_sides(group, pair)
-            change = stats.bootstrap_percent_change(short, long, RESAMPLES, SEED)
+            change = stats.percent_change_interval(short, long)
             row.update(
                 short_workload=pair.short,
                 long_workload=pair.long,
@@ -225,7 +224,7 @@ def table(
                 mine = tokens.filter(pl.col("model") == model)
                 basis, count, sides = _same_position_sides(mine, pair, positions)
                 if sides is not None:
-                    same = stats.bootstrap_percent_change(*sides, RESAMPLES, SEED)
+                    same = stats.percent_change_interval(*sides)
                     row.update(
                         same_positions=positions,
                         same_positions_basis=basis,
