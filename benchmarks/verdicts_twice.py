@@ -7,17 +7,21 @@ for each claim both values with their intervals and levels, whether the levels a
 whether each value lies inside the other's interval; then each run's wall time, its flagged
 and re-measured tasks, and a no-op rerun's time in the first quiet directory. `--quiet-runs N`
 runs N quiet runs before the busy one, to see whether quiet runs agree within their intervals
-too (`--busy 0`: no busy run). Every run is compared with the first.
-A benchmark, not a test: each quiet run takes a default run's time (about 11 min on 2 cores),
-the busy one about 30 min.
+too (`--busy 0`: no busy run). Every pair of runs is compared. `--again DIR` runs nothing
+new: it aggregates the runs kept in DIR again with the code of today (the generations stay as
+measured) and compares them, to see what a change of the statistics reads on the same records.
+A benchmark, not a test: each quiet run takes a default run's time (about 12 min on 2 cores),
+the busy one about 33 min.
 
 Usage: python benchmarks/verdicts_twice.py [--busy 2] [--quiet-runs 1] [--keep DIR]
        [--configfile FILE]
+       python benchmarks/verdicts_twice.py --again DIR [--configfile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -80,15 +84,30 @@ def inside(value: float | None, other: dict) -> bool | None:
 
 
 def compare(names: list[str], runs: list[pl.DataFrame]) -> None:
-    """Each claim across runs: the values, levels, and (for each pair with the first run)
-    whether the levels agree and each value lies inside the other's interval."""
-    print("claim | " + " | ".join(names) + " | same level | inside each other")
+    """Each claim across runs: the values and levels, whether all levels agree, and for
+    every pair of runs whether each value lies inside the other's interval."""
+    pairs = list(itertools.combinations(range(len(runs)), 2))
+    print("claim | " + " | ".join(names) + " | same level | pairs inside each other")
     for index, first in enumerate(runs[0].iter_rows(named=True)):
-        others = [run.row(index, named=True) for run in runs[1:]]
-        cells = [f"{shown(r)} {r['verdict']}" for r in [first, *others]]
-        same = all(o["verdict"] == first["verdict"] for o in others)
-        mutual = [(inside(first["value"], o), inside(o["value"], first)) for o in others]
-        print(f"{first['id']} | " + " | ".join(cells) + f" | {same} | {mutual}")
+        rows = [first, *(run.row(index, named=True) for run in runs[1:])]
+        cells = [f"{shown(r)} {r['verdict']}" for r in rows]
+        same = all(r["verdict"] == first["verdict"] for r in rows)
+        mutual = [
+            (inside(rows[a]["value"], rows[b]), inside(rows[b]["value"], rows[a])) for a, b in pairs
+        ]
+        judged = [m for m in mutual if None not in m]
+        held = sum(all(m) for m in judged)
+        failing = [
+            f"{names[a]}~{names[b]}" for (a, b), m in zip(pairs, mutual, strict=True) if False in m
+        ]
+        verdict = f"{held} of {len(judged)}" + (f" (not: {', '.join(failing)})" if failing else "")
+        print(f"{first['id']} | " + " | ".join(cells) + f" | {same} | {verdict}")
+
+
+def aggregate_again(directory: Path, extra: list[str]) -> None:
+    """Aggregate a kept run again, leaving its generations as they were measured."""
+    # mtime triggers only: a change of code would otherwise re-run every generation job.
+    workflow(directory, [*extra, "--forcerun", "aggregate", "--rerun-triggers", "mtime"])
 
 
 def main() -> None:
@@ -97,12 +116,19 @@ def main() -> None:
     parser.add_argument("--quiet-runs", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
     parser.add_argument("--configfile", help="a config in place of the default")
+    parser.add_argument("--again", type=Path, help="aggregate the runs kept here again")
     args = parser.parse_args()
     # The Snakefile's config path is relative to the working directory: name it from here.
     extra = [
         "--configfile",
         str(Path(args.configfile or REPO / "config" / "config.yaml").resolve()),
     ]
+    if args.again:
+        names = sorted(d.name for d in args.again.iterdir() if (d / "results").is_dir())
+        for name in names:
+            aggregate_again(args.again / name, extra)
+        compare(names, [claims_of(args.again / name) for name in names])
+        return
     root = args.keep or Path(tempfile.mkdtemp(prefix="verdicts-twice-"))
     plan = [(f"quiet-{i + 1}", 0) for i in range(args.quiet_runs)]
     if args.busy > 0:
