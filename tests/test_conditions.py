@@ -88,6 +88,42 @@ def test_power_bounds_at_their_edges(mean_w, flags):
     assert bounds.power_flags(mean_w, idle_w=None, limit_w=None) == []
 
 
+def write_zone(zone, limits_uw: dict[str, str]) -> None:
+    """A powercap package zone: each constraint's name and its power limit as the kernel
+    writes them (microwatts, a line each)."""
+    zone.mkdir(parents=True)
+    for index, (name, microwatts) in enumerate(limits_uw.items()):
+        (zone / f"constraint_{index}_name").write_text(f"{name}\n")
+        (zone / f"constraint_{index}_power_limit_uw").write_text(f"{microwatts}\n")
+
+
+@pytest.mark.parametrize(
+    ("limits_uw", "limit_w"),
+    [
+        ({"long_term": "65000000", "short_term": "90000000"}, 90.0),  # the highest
+        ({"long_term": "65000000", "short_term": "0"}, 65.0),  # 0: no limit set
+        ({"long_term": "0"}, None),
+        ({"long_term": "unreadable"}, None),
+        ({}, None),
+    ],
+)
+def test_a_rapl_package_limit_is_its_highest_constraint(tmp_path, limits_uw, limit_w):
+    write_zone(tmp_path / "intel-rapl:0", limits_uw)
+    assert conditions.package_power_limit_w(tmp_path / "intel-rapl:0") == limit_w
+
+
+def test_the_package_probe_sums_its_packages_limits_and_reads_the_cpu(tmp_path):
+    write_zone(tmp_path / "intel-rapl:0", {"long_term": "65000000", "short_term": "90000000"})
+    write_zone(tmp_path / "intel-rapl:1", {"long_term": "100000000"})
+    probe = conditions.PackageProbe([tmp_path / "intel-rapl:0", tmp_path / "intel-rapl:1"])
+    read = probe.end(probe.begin())
+    assert read.power_limit_w == 190.0
+    assert read.other_cores is not None and read.window_s > 0
+    # A package whose limit cannot be read leaves the sum unread, never a part of it.
+    unread = conditions.PackageProbe([tmp_path / "intel-rapl:0", None])
+    assert unread.end(unread.begin()).power_limit_w is None
+
+
 def test_a_tasks_windows_merge_by_time_and_keep_the_latest_state():
     prefill = Conditions(other_cores=2.0, window_s=1.0, gpu_other_processes=1, gpu_sm_mhz=1980)
     decode = Conditions(other_cores=0.5, window_s=3.0, gpu_other_processes=0, gpu_sm_mhz=1410)

@@ -172,7 +172,7 @@ def test_a_task_contended_once_is_measured_again_and_kept_clean(contended_once):
         for phase in ("prefill", "decode"):
             assert mean_w(record, phase) == pytest.approx(GPU_W, rel=0.1), (phase, record)
         # The GPU's state at the window's end, as the stand-in reports it.
-        assert record["gpu_power_limit_w"] == 700.0
+        assert record["power_limit_w"] == 700.0
         assert record["gpu_temperature_c"] == 40.0 and record["gpu_sm_mhz"] == 1980.0
         assert record["gpu_utilization_pct"] == 0.0  # no phase power, no other process
         assert record["other_cores"] is not None and record["other_cores"] >= 0.0
@@ -250,7 +250,7 @@ def test_mean_power_outside_idle_and_limit_is_flagged(powered, workload):
     power = {"power-below-idle", "power-above-limit"}
     assert set(flags(record)) & power == EXPECTED[workload], (record, mean_w(record, "decode"))
     assert record["idle_power_w"] == pytest.approx(IDLE_W, rel=0.05)
-    assert record["gpu_power_limit_w"] == LIMIT_W
+    assert record["power_limit_w"] == LIMIT_W
     decode_w = PHASE_WATTS.get(f"decode@{workload}", PHASE_WATTS["decode"])
     prefill_w = PHASE_WATTS.get(f"prefill@{workload}", PHASE_WATTS["prefill"])
     # The planted powers, read back closely enough to sit on the right side of the bounds.

@@ -1,6 +1,7 @@
 """The real Zeus CPU path, driven by a fabricated RAPL tree whose counters advance at a known
 power (including a wrap-around of `max_energy_range_uj` inside the decode window). A model on
-the CPU is metered on the CPU package (its accelerator); DRAM is host energy, apart."""
+the CPU is metered on the CPU package (its accelerator); DRAM is host energy, apart. The
+package's power limit, from its powercap constraints, bounds a window's mean power."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from helpers.fake_rapl import RAPL, FakeRapl, cannot_fabricate
 
 HARNESS = Path(__file__).parent / "helpers" / "zeus_generation.py"
+GENERATION = Path(__file__).parent / "helpers" / "rapl_generation.py"
 PACKAGE_W, DRAM_W = 25.0, 5.0
 # The decode window opens this long before the package counter wraps around, which leaves
 # most of the window after the wrap (900 tokens take about 1.2 s on an idle machine).
@@ -88,4 +90,37 @@ def test_zeus_rapl_phase_energy_matches_known_power(tiny_model_dir: Path):
     assert_energy_of_window(
         record["decode_host_energy_j"], record["decode_s"], decode, rapl.staleness(*decode), DRAM_W
     )
+    assert not RAPL.exists()
+
+
+@needs_fake_rapl
+@pytest.mark.parametrize(
+    ("limits_w", "flagged"),
+    [
+        # 25 W drawn against a highest limit of 22 W: above 22 x 1.05 = 23.1 W.
+        ({"long_term": 18.0, "short_term": 22.0}, True),
+        # Above the long-term limit, but within the short-term one: a package may run so.
+        ({"long_term": 20.0, "short_term": 40.0}, False),
+    ],
+)
+def test_a_package_drawing_above_its_highest_limit_is_flagged(tiny_model_dir, limits_w, flagged):
+    """The decoding loop reads the package's limit from the powercap tree Zeus meters, and
+    flags a task whose mean power lies above the highest constraint plus its margin (5%)."""
+    with FakeRapl(PACKAGE_W, DRAM_W, max_uj=10_000_000_000, limits_w=limits_w):
+        run = subprocess.run(
+            [sys.executable, str(GENERATION), str(tiny_model_dir)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    assert run.returncode == 0, run.stderr[-3000:]
+    (record,) = json.loads(run.stdout.strip().splitlines()[-1])
+    assert record["energy_source"] == "zeus:rapl"
+    assert record["power_limit_w"] == max(limits_w.values())
+    # The package drew its planted power, idle and at work: never below idle.
+    assert record["idle_power_w"] == pytest.approx(PACKAGE_W, rel=0.05)
+    assert record["decode_energy_j"] / record["decode_s"] == pytest.approx(PACKAGE_W, rel=0.05)
+    flags = set(filter(None, record["energy_flags"].split(",")))
+    assert ("power-above-limit" in flags) == flagged, record["energy_flags"]
+    assert "power-below-idle" not in flags
     assert not RAPL.exists()

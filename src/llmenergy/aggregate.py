@@ -165,7 +165,7 @@ def measurement_conditions(generations: pl.LazyFrame) -> pl.DataFrame:
             gpu_temperature_c_max=pl.col("gpu_temperature_c").max(),
             gpu_sm_mhz_min=pl.col("gpu_sm_mhz").min(),
             gpu_sm_mhz_max=pl.col("gpu_sm_mhz").max(),
-            gpu_power_limit_w=pl.col("gpu_power_limit_w").max(),
+            power_limit_w=pl.col("power_limit_w").max(),
         )
         .sort([*KEYS, "rep"])
         .collect()

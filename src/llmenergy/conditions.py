@@ -3,13 +3,14 @@ is plausible.
 
 Every window reads, at its edges, the CPU time other processes took (from `/proc/stat`, less
 this process's own) and the CPUs' clock; on a GPU also NVML's other processes on the metered
-GPUs, utilisation, temperature, SM clock and power limit. A window is *contended* when other
-processes kept more cores busy than the job leaves free by more than `max_other_cores`, or
-ran on its GPU (`max_gpu_processes`); the decoding loop measures such a task again, up to
-`max_remeasures` times, and flags it where it stays contended. A measured window whose mean
-power lies below the device's idle power (less `below_idle_margin`) or above its power limit
-(plus `above_limit_margin`) is flagged: it cannot be what the device drew for that work.
-Each bound is a key of the config's `energy.conditions` (docs/configuration.md).
+GPUs, utilisation, temperature, SM clock and power limit; on RAPL packages their power limit.
+A window is *contended* when other processes kept more cores busy than the job leaves free by
+more than `max_other_cores`, or ran on its GPU (`max_gpu_processes`); the decoding loop
+measures such a task again, up to `max_remeasures` times, and flags it where it stays
+contended. A measured window whose mean power lies below the device's idle power (less
+`below_idle_margin`) or above its power limit (plus `above_limit_margin`) is flagged: it
+cannot be what the device drew for that work. Each bound is a key of the config's
+`energy.conditions` (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class Conditions:
 
     `other_cores`: the mean number of CPU cores other processes kept busy over `window_s`, the
     windows' time. `gpu_other_processes`: the most processes other than this one seen on the
-    metered GPUs at an edge. The GPU's state (`gpu_*`) and the CPUs' clock are read at the
-    window's end."""
+    metered GPUs at an edge. The GPU's state (`gpu_*`), the CPUs' clock and the metered
+    device's power limit (the GPUs' or the RAPL packages', summed) are read at the window's
+    end."""
 
     other_cores: float | None = None
     window_s: float = 0.0
@@ -43,7 +45,7 @@ class Conditions:
     gpu_utilization_pct: float | None = None
     gpu_temperature_c: float | None = None
     gpu_sm_mhz: float | None = None
-    gpu_power_limit_w: float | None = None
+    power_limit_w: float | None = None
 
     def then(self, later: Conditions) -> Conditions:
         """These windows and a later one: other processes' cores over both windows' time, the
@@ -211,11 +213,44 @@ class GpuProbe:
             gpu_utilization_pct=_total([s.utilization_pct for s in after], max),
             gpu_temperature_c=_total([s.temperature_c for s in after], max),
             gpu_sm_mhz=_total([s.sm_mhz for s in after], min),
-            gpu_power_limit_w=_total([s.power_limit_w for s in after], sum),
+            power_limit_w=_total([s.power_limit_w for s in after], sum),
         )
 
 
+def package_power_limit_w(zone: Path) -> float | None:
+    """The most a RAPL package zone lets its package draw over any window: the highest of its
+    constraints' power limits (long term, short term, peak where stated), since a window
+    shorter than the long-term limit's time window may run above it. None where the zone
+    states no limit (or zero, which means none is set)."""
+    limits = []
+    for path in zone.glob("constraint_*_power_limit_uw"):
+        try:
+            microwatts = int(path.read_text())
+        except (OSError, ValueError):
+            continue  # unreadable: this limit tells nothing
+        if microwatts > 0:
+            limits.append(microwatts / 1e6)
+    return max(limits) if limits else None
+
+
+class PackageProbe:
+    """The CPU's conditions and the metered RAPL packages' power limit, summed, at the
+    window's end (a limit can be changed while a job runs). `zones`: each package's powercap
+    folder, None where its limit cannot be read (a package read through a daemon)."""
+
+    def __init__(self, zones: Sequence[Path | None]) -> None:
+        self._zones = tuple(zones)
+        self._cpu = CpuProbe()
+
+    def begin(self) -> tuple[float, float, float]:
+        return self._cpu.begin()
+
+    def end(self, started: tuple[float, float, float]) -> Conditions:
+        limits = [None if zone is None else package_power_limit_w(zone) for zone in self._zones]
+        return replace(self._cpu.end(started), power_limit_w=_total(limits, sum))
+
+
 def _total(values: list[Any], combine: Callable[[list[float]], float]) -> float | None:
-    """Several GPUs' values as one (the hottest, the slowest clock, the limits' sum); None
+    """Several devices' values as one (the hottest, the slowest clock, the limits' sum); None
     where one is unread."""
     return None if not values or None in values else float(combine(values))

@@ -29,9 +29,10 @@ import bisect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from llmenergy.conditions import UNREAD, Conditions, CpuProbe, GpuProbe, Probe
+from llmenergy.conditions import UNREAD, Conditions, CpuProbe, GpuProbe, PackageProbe, Probe
 from llmenergy.gpus import visible as visible_gpus
 from llmenergy.joules import Joules
 
@@ -454,9 +455,13 @@ class RaplWindows:
     they report none)."""
 
     def __init__(self, cpus: Sequence[int]) -> None:
+        from zeus.device.cpu import get_cpus
         from zeus.monitor import ZeusMonitor
 
         self._monitor = ZeusMonitor(gpu_indices=[], cpu_indices=list(cpus))
+        # Where Zeus reads each package (its powercap folder; none through a daemon).
+        found = get_cpus().cpus
+        self.zones = [Path(found[i].path) if hasattr(found[i], "path") else None for i in cpus]
 
     def begin(self, name: str) -> None:
         self._monitor.begin_window(name, sync_execution=False)
@@ -685,7 +690,7 @@ class MeteredPackages:
 
     def __init__(self, cpus: Sequence[int]) -> None:
         self._windows = RaplWindows(cpus)
-        self.probe: Probe = CpuProbe()
+        self.probe: Probe = PackageProbe(self._windows.zones)
 
     def synchronize(self) -> None:
         return None  # the model's work on the CPU is done when its call returns

@@ -698,7 +698,7 @@ def measure_task(
 def power_flags(decoded: Decoded, context: Context, bounds: conditions.Bounds) -> list[str]:
     """Flags for a measured task whose prefill or decode mean power lies outside what its
     device can draw: below its idle power, above its power limit (conditions.Bounds)."""
-    limit = decoded.conditions.gpu_power_limit_w
+    limit = decoded.conditions.power_limit_w
     flags: list[str] = []
     for energy_j, seconds in (
         (decoded.prefill_energy.accelerator, decoded.prefill_s),

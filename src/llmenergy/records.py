@@ -61,7 +61,7 @@ GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "gpu_utilization_pct": pl.Float64(),
     "gpu_temperature_c": pl.Float64(),
     "gpu_sm_mhz": pl.Float64(),
-    "gpu_power_limit_w": pl.Float64(),
+    "power_limit_w": pl.Float64(),
     "remeasured": pl.Int64(),  # times the task was measured again for contention
     # The kept tokens decoded again without the strategy, right after it (same_tokens_control).
     "control_decode_s": pl.Float64(),

@@ -335,7 +335,7 @@ CONDITIONS_TABLES: list[Table] = [
             Column("gpu_temperature_c_max", "GPU temperature", "°C, highest"),
             Column("gpu_sm_mhz_min", "SM clock", "MHz, lowest"),
             Column("gpu_sm_mhz_max", "SM clock", "MHz, highest"),
-            Column("gpu_power_limit_w", "Power limit", "W"),
+            Column("power_limit_w", "Power limit", "W"),
         ],
     ),
 ]

@@ -8,8 +8,9 @@ thread was not scheduled) still holds the right value for its moment. What a lat
 cannot undo is that a reader saw the previous, older value until then: the fake records when
 each value was taken and when it became visible, so that a test can bound how stale a reading
 could have been (`staleness`). To place a wrap-around in a chosen window, the package counter
-can be moved forward to just below its maximum between windows (`schedule_wrap`). It only
-exists in tests, on machines without real RAPL.
+can be moved forward to just below its maximum between windows (`schedule_wrap`). The package
+zone can state power limits as the kernel's powercap constraints (`limits_w`: a constraint's
+name to its limit). It only exists in tests, on machines without real RAPL.
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ class FakeRapl:
     Times are time.perf_counter() (CLOCK_MONOTONIC, comparable across processes on Linux).
     """
 
-    def __init__(self, package_w: float, dram_w: float, max_uj: int):
+    def __init__(
+        self, package_w: float, dram_w: float, max_uj: int, limits_w: dict[str, float] | None = None
+    ):
+        self.limits_w = limits_w or {}
         self.rates = {ZONE: package_w * 1e6, DRAM: dram_w * 1e6}  # microjoules per second
         self.offsets = {ZONE: 0.0, DRAM: 0.0}
         self.max_uj = max_uj
@@ -176,6 +180,9 @@ class FakeRapl:
             zone.mkdir(parents=True)
             (zone / "name").write_text(name + "\n")
             (zone / "max_energy_range_uj").write_text(f"{self.max_uj}\n")
+        for index, (name, watts) in enumerate(self.limits_w.items()):
+            (ZONE / f"constraint_{index}_name").write_text(f"{name}\n")
+            (ZONE / f"constraint_{index}_power_limit_uw").write_text(f"{round(watts * 1e6)}\n")
         self.started_at = time.perf_counter()
         self._tick()
         self._opens = _Opens(ZONE)

@@ -228,7 +228,7 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
             "gpu_temperature_c_max",
             "gpu_sm_mhz_min",
             "gpu_sm_mhz_max",
-            "gpu_power_limit_w",
+            "power_limit_w",
         ],
     },
 }
