@@ -117,6 +117,8 @@ the same command again. Per-model jobs read only their own model's entry, so onl
 model's jobs run (`prepare_model`, `generate`, `evaluate` and the like), then `aggregate`,
 `figures` and the report; the other models' results stay as they are. Editing one model's
 entry re-runs that model alone in the same way. `snakemake -n` shows the plan first.
+How records kept from an earlier version of the workflow are read, or refused:
+[design.md](design.md#records).
 """
 
 

@@ -329,6 +329,53 @@ def test_aggregate_without_inputs() -> None:
         aggregate.aggregate([], [])
 
 
+def _kept_records(tmp_path: Path) -> tuple[pl.DataFrame, Path, Path]:
+    """This version's records of m1 and m2 in two files, as two runs of the workflow kept
+    them; the GPU's power limit planted at 700 W."""
+    generations = records.frame(GENERATIONS, records.GENERATION_SCHEMA).with_columns(
+        power_limit_w=pl.lit(700.0)
+    )
+    paths = tmp_path / "m1.parquet", tmp_path / "m2.parquet"
+    for model, path in zip(("m1", "m2"), paths, strict=True):
+        records.write_parquet_atomic(generations.filter(pl.col("model") == model), path)
+    return generations, *paths
+
+
+def test_records_kept_from_before_a_rename_read_under_the_new_name(tmp_path: Path) -> None:
+    """A researcher adds a model after the record's `gpu_power_limit_w` became
+    `power_limit_w`: the older file's limits read as they were measured."""
+    generations, current, older = _kept_records(tmp_path)
+    pl.read_parquet(older).rename({"power_limit_w": "gpu_power_limit_w"}).write_parquet(older)
+    read = aggregate.scan([current, older], records.GENERATION_SCHEMA).collect()
+    assert read.columns == list(records.GENERATION_SCHEMA)
+    assert read.sort(["model", "task_id", "rep"]).equals(
+        generations.sort(["model", "task_id", "rep"])
+    )
+    assert read["power_limit_w"].to_list() == [700.0] * len(generations)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda t: t.drop("control_same_tokens"), "missing: ['control_same_tokens']"),
+        (lambda t: t.with_columns(watts=pl.lit(1.0)), "unknown: ['watts']"),
+        (lambda t: t.with_columns(pl.col("rep").cast(pl.Float64)), "of another type: ['rep']"),
+    ],
+)
+def test_records_of_another_format_are_refused_naming_the_file(
+    tmp_path: Path, change, named: str
+) -> None:
+    _, current, other = _kept_records(tmp_path)
+    change(pl.read_parquet(other)).write_parquet(other)
+    with pytest.raises(records.RecordFormatError) as refused:
+        aggregate.scan([current, other], records.GENERATION_SCHEMA).collect()
+    message = str(refused.value)
+    assert message.startswith(f"{other}: ") and named in message
+    assert f"--forcerun {other}" in message
+    with pytest.raises(records.RecordFormatError, match=r"m2\.parquet"):
+        aggregate.aggregate([current, other], [])
+
+
 def test_decode_j_per_token_is_null_without_decoded_tokens() -> None:
     """Single-token outputs have no decode tokens: J/token is null, never inf or NaN."""
     rows = [

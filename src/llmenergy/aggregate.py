@@ -10,22 +10,30 @@ Host energy (RAPL beside a GPU) has its own columns and never enters the claims.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from llmenergy import conditions, stats
+from llmenergy import conditions, records, stats
 from llmenergy.records import BASELINE, decode_tokens
 
 KEYS = ["model", "workload", "strategy"]
 
 
-def scan(paths: Sequence[str | Path]) -> pl.LazyFrame:
+def scan(
+    paths: Sequence[str | Path], schema: Mapping[str, pl.DataType] | None = None
+) -> pl.LazyFrame:
+    """The tables at `paths`, one after the other. With `schema`, each file is first held to
+    its columns (records.conform): a record kept from an earlier run of the workflow, written
+    before a column was renamed, reads under the new name; one that lacks a column, or has
+    one the schema does not know, is refused with its path and what to do."""
     if not paths:
         raise ValueError("no input files to aggregate")
-    return pl.scan_parquet([str(p) for p in paths])
+    if schema is None:
+        return pl.scan_parquet([str(p) for p in paths])
+    return pl.concat([records.conform(pl.scan_parquet(str(p)), p, schema) for p in paths])
 
 
 def per_task(generations: pl.LazyFrame, scores: pl.LazyFrame) -> pl.LazyFrame:
@@ -175,7 +183,8 @@ def measurement_conditions(generations: pl.LazyFrame) -> pl.DataFrame:
 def aggregate(
     generation_paths: Sequence[str | Path], score_paths: Sequence[str | Path]
 ) -> pl.DataFrame:
-    return summarize(per_task(scan(generation_paths), scan(score_paths)))
+    generations = scan(generation_paths, records.GENERATION_SCHEMA)
+    return summarize(per_task(generations, scan(score_paths)))
 
 
 def with_check_energy(tasks: pl.LazyFrame) -> pl.LazyFrame:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,38 @@ GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "control_decode_energy_j": pl.Float64(),  # null where the tokens came out different
     "control_same_tokens": pl.Boolean(),
 }
+
+
+# Columns renamed since records were first written, old name to new: a record measured before
+# a rename keeps its measurements, read under the new name (GPU records' limit was the only
+# power limit then read).
+RENAMED_COLUMNS = {"gpu_power_limit_w": "power_limit_w"}
+
+
+class RecordFormatError(ValueError):
+    """A kept record whose columns are not the schema's, even after renames."""
+
+
+def conform(
+    table: pl.LazyFrame, path: str | os.PathLike[str], schema: Mapping[str, pl.DataType]
+) -> pl.LazyFrame:
+    """`table` (read from `path`) with `schema`'s columns in its order, older names renamed
+    (RENAMED_COLUMNS); a table that still lacks some, or holds others, is refused: its
+    numbers were written by a workflow whose records meant something else."""
+    found = table.collect_schema()
+    renames = {old: new for old, new in RENAMED_COLUMNS.items() if old in found and new in schema}
+    types = {renames.get(name, name): dtype for name, dtype in found.items()}
+    missing = [name for name in schema if name not in types]
+    unknown = [name for name in types if name not in schema]
+    retyped = [name for name in schema if name in types and types[name] != schema[name]]
+    if missing or unknown or retyped:
+        raise RecordFormatError(
+            f"{path}: its columns are not those this version writes (missing: "
+            f"{missing or 'none'}; unknown: {unknown or 'none'}; of another type: "
+            f"{retyped or 'none'}). It was kept from a run of another version: run its job "
+            f"again (snakemake --cores all --forcerun {path}), or delete it"
+        )
+    return table.rename(renames).select(list(schema))
 
 
 def decode_tokens() -> pl.Expr:

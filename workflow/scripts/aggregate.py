@@ -24,16 +24,15 @@ def model_shapes(smk, log) -> dict:
 
 def main(smk) -> None:
     with logs.to_file(smk.log[0]) as log:
-        tasks = aggregate.per_task(
-            aggregate.scan(smk.input.generations),
-            aggregate.scan(smk.input.scores),
-        )
+        # Records kept from earlier runs are held to this version's columns, file by file.
+        generations = aggregate.scan(smk.input.generations, records.GENERATION_SCHEMA)
+        tasks = aggregate.per_task(generations, aggregate.scan(smk.input.scores))
         summary = aggregate.summary_with_intervals(tasks)
         records.write_parquet_atomic(summary, smk.output.summary)
         with records.atomic_path(smk.output.csv) as tmp:
             summary.write_csv(tmp)
         records.write_parquet_atomic(
-            aggregate.measurement_conditions(aggregate.scan(smk.input.generations)),
+            aggregate.measurement_conditions(generations),
             smk.output.conditions,
         )
         savings = aggregate.savings(tasks)
@@ -46,7 +45,7 @@ def main(smk) -> None:
         )
         babbling = aggregate.babbling(
             metrics,
-            aggregate.scan(smk.input.generations),
+            generations,
             smk.params.babble["cap_share"],
             smk.params.babble["threshold"],
             smk.params.eos_ignored,
@@ -60,9 +59,7 @@ def main(smk) -> None:
         )
         records.write_parquet_atomic(amplification_table, smk.output.amplification)
         shapes = model_shapes(smk, log)
-        by_shape = architectures.energy_by_shape(
-            aggregate.scan(smk.input.generations).collect(), shapes, amplification_table
-        )
+        by_shape = architectures.energy_by_shape(generations.collect(), shapes, amplification_table)
         records.write_parquet_atomic(by_shape, smk.output.shapes)
         tables = claims.Tables(
             summary,
