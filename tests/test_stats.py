@@ -156,3 +156,46 @@ def test_a_tasks_repetitions_count_once_in_the_change_interval():
     once = stats.percent_change_interval(base, other)
     again = stats.percent_change_interval(base, twice)
     assert (again.mean, again.low, again.high) == pytest.approx((once.mean, once.low, once.high))
+
+
+def test_a_product_of_ratios_interval_on_tasks_that_weigh_alike_is_a_t_on_n_minus_one():
+    """Equal denominators: df = n (weights alike), the variance linearized by hand."""
+    rng = np.random.default_rng(4)
+    num = 0.7 * np.exp(rng.normal(0, 0.05, 12)) * 100
+    den = np.full(12, 100.0)
+    interval = stats.ratio_product_interval(np.column_stack([num, den]), [(0, 1, 1)])
+    ratio = num.sum() / den.sum()
+    residuals = (num - ratio * den) / (ratio * 100.0)
+    half = stats.t_quantile(0.975, 12) * np.sqrt(residuals @ residuals / (12 * 11))
+    assert interval.mean == pytest.approx(ratio)
+    assert (interval.low, interval.high) == pytest.approx(
+        (ratio * np.exp(-half), ratio * np.exp(half))
+    )
+
+
+def test_a_product_of_ratios_interval_at_its_boundaries():
+    tokens = np.array([91, 256, 68, 106], dtype=float)
+    # No change planted, a spread: the interval of Q spans 1.
+    rng = np.random.default_rng(8)
+    noisy = np.column_stack(
+        [
+            tokens * np.exp(rng.normal(0, 0.05, 4)),
+            tokens,
+            tokens * np.exp(rng.normal(0, 0.05, 4)),
+            tokens,
+        ]
+    )
+    spans = stats.ratio_product_interval(noisy, [(0, 1, 1), (2, 3, -1)])
+    assert spans.low < 1.0 < spans.high
+    # The same J/token in every task: no spread, the interval is the point, 1.2 / 1.0.
+    flat = np.column_stack([1.2 * tokens, tokens, tokens, tokens])
+    exact = stats.ratio_product_interval(flat, [(0, 1, 1), (2, 3, -1)])
+    assert (exact.mean, exact.low, exact.high) == pytest.approx((1.2, 1.2, 1.2), abs=1e-12)
+    # One task: a value, and no interval.
+    one = stats.ratio_product_interval(flat[:1], [(0, 1, 1), (2, 3, -1)])
+    assert one.mean == pytest.approx(1.2) and one.low is None and one.high is None
+    # Nothing in a denominator, or a ratio that is not positive: no interval on the log.
+    assert stats.ratio_product_interval(np.zeros((4, 2)), [(0, 1, 1)]).mean is None
+    negative = np.column_stack([-tokens, tokens])
+    assert stats.ratio_product_interval(negative, [(0, 1, 1)]) == stats.Interval(-1.0, None, None)
+    assert stats.ratio_product_interval(np.zeros((0, 2)), [(0, 1, 1)]).mean is None

@@ -10,7 +10,8 @@ Host energy (RAPL beside a GPU) has its own columns and never enters the claims.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -241,21 +242,39 @@ def paired(tasks: pl.LazyFrame) -> pl.DataFrame:
     )
 
 
-def _saved(sums: np.ndarray) -> np.ndarray:
-    return 1.0 - sums[..., 0] / sums[..., 1]
+@dataclass(frozen=True)
+class RatioStatistic:
+    """A paired statistic of column sums whose core is a product of ratios of sums, Q
+    (stats.ratio_product_interval's terms), reported as a share saved (1 - Q) or a change
+    (Q - 1), with the interval of Q carried over."""
+
+    terms: tuple[stats.RatioTerm, ...]
+    saved: bool = False
+
+    def __call__(self, sums: np.ndarray) -> np.ndarray:
+        q: np.ndarray | float = 1.0
+        for num, den, power in self.terms:
+            q = q * (sums[..., num] / sums[..., den]) ** power
+        return 1.0 - q if self.saved else q - 1.0
+
+    def interval(self, columns: np.ndarray) -> stats.Interval:
+        q = stats.ratio_product_interval(columns, self.terms)
+
+        def value(end: float | None) -> float | None:
+            return None if end is None else (1.0 - end if self.saved else end - 1.0)
+
+        low, high = (q.high, q.low) if self.saved else (q.low, q.high)
+        return stats.Interval(value(q.mean), value(low), value(high))
 
 
-def _per_token_change(sums: np.ndarray) -> np.ndarray:
-    return (sums[..., 0] / sums[..., 1]) / (sums[..., 2] / sums[..., 3]) - 1.0
-
-
-def _change(sums: np.ndarray) -> np.ndarray:
-    """The change of one sum against another over the same tokens: of energy per token too."""
-    return sums[..., 0] / sums[..., 1] - 1.0
+_saved = RatioStatistic(((0, 1, 1),), saved=True)
+_per_token_change = RatioStatistic(((0, 1, 1), (2, 3, -1)))
+# The change of one sum against another over the same tokens: of energy per token too.
+_change = RatioStatistic(((0, 1, 1),))
 
 
 # Paired statistics of the savings table: name, the columns summed, the statistic of the sums.
-PAIRED_STATISTICS: list[tuple[str, tuple[str, ...], Callable[[np.ndarray], np.ndarray]]] = [
+PAIRED_STATISTICS: list[tuple[str, tuple[str, ...], RatioStatistic]] = [
     ("energy_saved", ("energy_with_checks_j", "base_energy_j"), _saved),
     ("tokens_saved", ("output_tokens", "base_tokens"), _saved),
     ("time_saved", ("task_s", "base_task_s"), _saved),
@@ -272,7 +291,7 @@ PAIRED_STATISTICS: list[tuple[str, tuple[str, ...], Callable[[np.ndarray], np.nd
     ),
 ]
 # The same, above idle: points beside the gross figures the claims are judged on.
-ABOVE_IDLE_STATISTICS: list[tuple[str, tuple[str, ...], Callable[[np.ndarray], np.ndarray]]] = [
+ABOVE_IDLE_STATISTICS: list[tuple[str, tuple[str, ...], RatioStatistic]] = [
     ("energy_saved_above_idle", ("above_idle_with_checks_j", "base_above_idle_j"), _saved),
     (
         "extra_j_per_token_above_idle",
@@ -290,7 +309,7 @@ ABOVE_IDLE_STATISTICS: list[tuple[str, tuple[str, ...], Callable[[np.ndarray], n
 # The per-token statistics again, against the strategy's own same-tokens control (decoded
 # right after it in its job) instead of the baseline's job: what a job that ran a control
 # reports (per_token_basis), so that the machine's drift between jobs is not in them.
-SAME_TOKENS_STATISTICS: dict[str, tuple[tuple[str, ...], Callable[[np.ndarray], np.ndarray]]] = {
+SAME_TOKENS_STATISTICS: dict[str, tuple[tuple[str, ...], RatioStatistic]] = {
     "decode_j_per_token_change": (("decode_energy_j", "control_decode_energy_j"), _change),
     "extra_j_per_token": (("decode_with_checks_j", "control_decode_energy_j"), _change),
     "extra_j_per_token_above_idle": (
@@ -309,8 +328,8 @@ def per_token_basis(group: pl.DataFrame) -> str:
 
 
 def _statistics(
-    statistics: list[tuple[str, tuple[str, ...], Callable[[np.ndarray], np.ndarray]]], basis: str
-) -> list[tuple[str, tuple[str, ...], Callable[[np.ndarray], np.ndarray]]]:
+    statistics: list[tuple[str, tuple[str, ...], RatioStatistic]], basis: str
+) -> list[tuple[str, tuple[str, ...], RatioStatistic]]:
     if basis != SAME_TOKENS:
         return statistics
     return [
@@ -319,19 +338,18 @@ def _statistics(
     ]
 
 
-def paired_intervals(
-    group: pl.DataFrame, resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0
-) -> dict[str, float | str | None]:
-    """Each paired statistic of one model x workload x strategy, with its bootstrap interval
-    over tasks (a task's repetitions summed; pairs missing a column left out); the per-token
-    changes against the same-tokens control where the job ran one (per_token_basis)."""
+def paired_intervals(group: pl.DataFrame) -> dict[str, float | str | None]:
+    """Each paired statistic of one model x workload x strategy, with its t interval over
+    tasks (RatioStatistic; a task's repetitions summed; pairs missing a column left out); the
+    per-token changes against the same-tokens control where the job ran one
+    (per_token_basis)."""
     basis = per_token_basis(group)
     out: dict[str, float | str | None] = {"per_token_basis": basis}
     for name, columns, statistic in _statistics(PAIRED_STATISTICS, basis):
         complete = group.drop_nulls(list(columns))
         per_task = complete.group_by("task_id").agg(pl.col(list(columns)).sum()).sort("task_id")
         values = per_task.select(pl.col(list(columns)).cast(pl.Float64)).to_numpy()
-        interval = stats.bootstrap_of_sums(values, statistic, resamples, seed)
+        interval = statistic.interval(values)
         out[name], out[f"{name}_lo"], out[f"{name}_hi"] = (
             interval.mean,
             interval.low,
@@ -345,11 +363,12 @@ def paired_intervals(
     return out
 
 
-def savings(tasks: pl.LazyFrame, resamples: int = stats.DEFAULT_RESAMPLES) -> pl.DataFrame:
+def savings(tasks: pl.LazyFrame) -> pl.DataFrame:
     """Each strategy against the `none` baseline, paired per task and repetition: shares of
     energy (checks included once), tokens and end-to-end time saved, the change of decode
-    energy per token, each with a paired bootstrap interval; accuracy both ways and the tasks
-    whose pass/fail differs (flips, over tasks scored pass/fail on both sides)."""
+    energy per token, each with a paired t interval over tasks (paired_intervals); accuracy
+    both ways and the tasks whose pass/fail differs (flips, over tasks scored pass/fail on
+    both sides)."""
     pairs = paired(tasks)
     measured = pl.col("both_measured")
     table = (
@@ -388,7 +407,7 @@ def savings(tasks: pl.LazyFrame, resamples: int = stats.DEFAULT_RESAMPLES) -> pl
         .collect()
     )
     bounds = [
-        {**dict(zip(KEYS, keys, strict=True)), **paired_intervals(group, resamples)}
+        {**dict(zip(KEYS, keys, strict=True)), **paired_intervals(group)}
         for keys, group in pairs.group_by(KEYS, maintain_order=True)
     ]
     schema: dict[str, pl.DataType] = {k: pl.String() for k in [*KEYS, "per_token_basis"]}
