@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from llmenergy import aggregate, records
+from llmenergy import aggregate, amplification, records
 
 
-def synthetic(folder: Path, tasks: int, seed: int = 0) -> tuple[list[Path], list[Path], Path]:
+def synthetic(folder: Path, tasks: int, seed: int = 0) -> tuple[list[Path], list[Path]]:
     rng = np.random.default_rng(seed)
     generations, scores = [], []
     for model in range(10):
@@ -35,7 +35,8 @@ def synthetic(folder: Path, tasks: int, seed: int = 0) -> tuple[list[Path], list
                     "rep": 1,
                 }
                 frame = pl.DataFrame(
-                    {
+                    {name: [None] * tasks for name in records.GENERATION_SCHEMA}
+                    | {
                         **{k: [v] * tasks for k, v in keys.items()},
                         "task_id": [f"T/{i}" for i in range(tasks)],
                         "prompt_tokens": rng.integers(50, 5000, tasks),
@@ -47,6 +48,9 @@ def synthetic(folder: Path, tasks: int, seed: int = 0) -> tuple[list[Path], list
                         "prefill_energy_j": rng.uniform(1, 100, tasks),
                         "decode_energy_j": out * rng.uniform(4, 8, tasks),
                         "energy_source": ["zeus:gpu"] * tasks,
+                        "metered_device": ["gpu:0"] * tasks,
+                        "energy_measured": [True] * tasks,
+                        "idle_power_w": [60.0] * tasks,
                         "prefill_repeats": [1] * tasks,
                         "energy_flags": [""] * tasks,
                         "check_s": [0.0] * tasks,
@@ -55,23 +59,24 @@ def synthetic(folder: Path, tasks: int, seed: int = 0) -> tuple[list[Path], list
                     schema=records.GENERATION_SCHEMA,
                 )
                 name = f"{model}-{workload}-{strategy}.parquet"
+                passed = rng.random(tasks) < 0.4
                 frame.write_parquet(folder / f"gen-{name}")
                 pl.DataFrame(
                     {
                         **{k: [v] * tasks for k, v in keys.items() if k != "model_revision"},
                         "task_id": frame["task_id"],
-                        "passed": rng.random(tasks) < 0.4,
+                        "passed": passed,
+                        "passed_raw": passed,
                         "error_kind": [None] * tasks,
                         "sandbox": ["bwrap"] * tasks,
                         "check_s": rng.uniform(0.02, 0.1, tasks),
+                        "code_sim": [None] * tasks,
                     },
-                    schema={k: v for k, v in records.SCORE_SCHEMA.items() if k != "code_sim"},
+                    schema=records.SCORE_SCHEMA_WITH_CODE_SIM,
                 ).write_parquet(folder / f"score-{name}")
                 generations.append(folder / f"gen-{name}")
                 scores.append(folder / f"score-{name}")
-    idle = folder / "idle.parquet"
-    pl.DataFrame({"energy_source": ["zeus:gpu"], "power_w": [60.0]}).write_parquet(idle)
-    return generations, scores, idle
+    return generations, scores
 
 
 def main() -> None:
@@ -79,13 +84,15 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=500)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        generations, scores, idle = synthetic(Path(folder), args.tasks)
+        generations, scores = synthetic(Path(folder), args.tasks)
         rows = pl.scan_parquet([str(p) for p in generations]).select(pl.len()).collect().item()
         timings = {}
         start = time.perf_counter()
+        # Each generation file held to the record's columns, as the workflow reads them.
         tasks = aggregate.per_task(
-            aggregate.scan(generations), aggregate.scan(scores), pl.scan_parquet(idle)
+            aggregate.scan(generations, records.GENERATION_SCHEMA), aggregate.scan(scores)
         )
+        timings["scan, checked file by file"] = time.perf_counter() - start
         step = time.perf_counter()
         summary = aggregate.summary_with_intervals(tasks)
         timings["summary with 95% intervals"] = time.perf_counter() - step
@@ -93,8 +100,8 @@ def main() -> None:
         aggregate.savings(tasks)
         timings["savings (paired)"] = time.perf_counter() - step
         step = time.perf_counter()
-        aggregate.amplification(tasks)
-        timings["amplification fits"] = time.perf_counter() - step
+        amplification.table(tasks.collect(), None)
+        timings["amplification table"] = time.perf_counter() - step
         total = time.perf_counter() - start
     print(f"{rows} generation rows, {summary.height} summary rows")
     for name, seconds in timings.items():
