@@ -389,3 +389,16 @@ def test_decode_j_per_token_is_null_without_decoded_tokens() -> None:
     row = aggregate.summarize(aggregate.per_task(generations, scores.lazy())).row(0, named=True)
     assert row["decode_j_per_token"] is None
     assert row["total_energy_j_mean"] == pytest.approx(1.5)
+
+
+def test_token_rows_of_another_format_are_refused_naming_the_file(tmp_path: Path) -> None:
+    from llmenergy import amplification
+
+    path = tmp_path / "rep1.tokens.parquet"
+    rows = [{"task_id": "T/0", "position": 1, "t_s": 0.02, "energy_j": 0.1}]
+    records.frame(rows, records.TOKEN_SCHEMA).drop("energy_j").write_parquet(path)
+    run = {"model": "m", "workload": "w", "strategy": "none", "rep": 1}
+    with pytest.raises(records.RecordFormatError, match=r"missing: \['energy_j'\]"):
+        amplification.token_rows([str(path)], [run])
+    records.write_parquet_atomic(records.frame(rows, records.TOKEN_SCHEMA), path)
+    assert amplification.token_rows([str(path)], [run])["energy_j"].to_list() == [0.1]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from llmenergy import stats
+from llmenergy import records, stats
 from llmenergy.records import BASELINE, decode_tokens
 
 Z95 = 1.96
@@ -238,9 +238,12 @@ def table(
 
 
 def token_rows(paths: Sequence[str], runs: Sequence[dict]) -> pl.DataFrame:
-    """Per-token rows of every run, each with its run's keys (the files hold only the task)."""
+    """Per-token rows of every run, each with its run's keys (the files hold only the task),
+    each file held to the token record's columns (records.conform)."""
     frames = [
-        pl.read_parquet(path).with_columns(
+        records.conform(pl.scan_parquet(path), path, records.TOKEN_SCHEMA)
+        .collect()
+        .with_columns(
             model=pl.lit(run["model"]),
             workload=pl.lit(run["workload"]),
             strategy=pl.lit(run["strategy"]),

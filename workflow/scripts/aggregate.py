@@ -24,9 +24,10 @@ def model_shapes(smk, log) -> dict:
 
 def main(smk) -> None:
     with logs.to_file(smk.log[0]) as log:
-        # Records kept from earlier runs are held to this version's columns, file by file.
+        # Tables kept from earlier runs are held to this version's columns, file by file.
         generations = aggregate.scan(smk.input.generations, records.GENERATION_SCHEMA)
-        tasks = aggregate.per_task(generations, aggregate.scan(smk.input.scores))
+        scores = aggregate.scan(smk.input.scores, records.SCORE_SCHEMA_WITH_CODE_SIM)
+        tasks = aggregate.per_task(generations, scores)
         summary = aggregate.summary_with_intervals(tasks)
         records.write_parquet_atomic(summary, smk.output.summary)
         with records.atomic_path(smk.output.csv) as tmp:
@@ -39,7 +40,7 @@ def main(smk) -> None:
         records.write_parquet_atomic(savings, smk.output.savings)
         # Random-weight models have no babble metrics: with only those, the table is empty.
         metrics = (
-            aggregate.scan(smk.input.babble)
+            aggregate.scan(smk.input.babble, records.BABBLE_SCHEMA)
             if smk.input.babble
             else records.frame([], records.BABBLE_SCHEMA).lazy()
         )
