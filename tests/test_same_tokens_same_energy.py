@@ -8,10 +8,16 @@ is the meter's. Before the estimate's model ran one thread, the default run's `s
 names run one after the other still put one task 13% apart on this virtual machine with
 nothing else running: its own speed drifts over seconds (docs/design.md, "Measurement
 conditions"). So the two names decode each task in turn, A B B A, as the workflow measures
-what its claims compare side by side in time."""
+what its claims compare side by side in time. Even so, one pair of windows seconds apart
+can differ by 10-13% (a slow spell of the machine: seen once quiet, once beside CI's
+container builds), as often as the default run's same-token pairs show (design.md, "Paired
+in time"). So each pair is measured in three rounds, the order alternating, and the median
+of a task's three ratios is held within 10%: a spell falls in one round, a meter that charges
+one name more falls in all three."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
@@ -26,6 +32,7 @@ from conftest import REPO
 DEFAULT_MODEL = "smollm2-135m-instruct"
 CUT_CHARS = 240
 TOLERANCE = 0.10
+ROUNDS = 3
 
 
 @pytest.fixture(scope="module")
@@ -48,29 +55,39 @@ def test_two_strategies_with_the_same_tokens_cost_the_same_decode_energy(default
     names = ("same-cut-a", "same-cut-b")
     for name in names:
         stopping.register(stopping.Strategy(name, lambda task: CharacterCap(CUT_CHARS)))
-    runs: dict[str, list[dict]] = {name: [] for name in names}
+    # Each task's pair of records, per round.
+    pairs: dict[str, list[tuple[dict, dict]]] = {task["task_id"]: [] for task in tasks}
     try:
-        for index, task in enumerate(tasks):
-            for name in names if index % 2 == 0 else names[::-1]:
-                result = generation.run(
-                    loaded,
-                    [task],
-                    meter,
-                    stopping.for_run(name, spec["prompt_style"]),
-                    GenerationSettings(spec["prompt_style"], 256, ignore_eos=True),
-                    keys={"model": DEFAULT_MODEL, "workload": "w", "strategy": name, "rep": 1},
-                    log=lambda line: None,
-                )
-                runs[name] += result.records
+        for round_index in range(ROUNDS):
+            for index, task in enumerate(tasks):
+                found = {}
+                for name in names if (index + round_index) % 2 == 0 else names[::-1]:
+                    found[name] = generation.run(
+                        loaded,
+                        [task],
+                        meter,
+                        stopping.for_run(name, spec["prompt_style"]),
+                        GenerationSettings(spec["prompt_style"], 256, ignore_eos=True),
+                        keys={"model": DEFAULT_MODEL, "workload": "w", "strategy": name, "rep": 1},
+                        log=lambda line: None,
+                    ).records[0]
+                pairs[task["task_id"]].append((found[names[0]], found[names[1]]))
     finally:
         for name in names:
             stopping.unregister(name)
         torch.set_num_threads(threads)
-    for a, b in zip(*runs.values(), strict=True):
-        assert a["completion"] == b["completion"] and a["output_tokens"] == b["output_tokens"]
-        assert a["stop_reason"] == "same-cut-a" and b["stop_reason"] == "same-cut-b"
-        low, high = sorted([a["decode_energy_j"], b["decode_energy_j"]])
-        assert high / low - 1 <= TOLERANCE, (a["task_id"], low, high)
+    for task_id, rounds in pairs.items():
+        for a, b in rounds:
+            assert a["completion"] == b["completion"] and a["output_tokens"] == b["output_tokens"]
+            assert a["stop_reason"] == "same-cut-a" and b["stop_reason"] == "same-cut-b"
+        ratios = [b["decode_energy_j"] / a["decode_energy_j"] for a, b in rounds]
+        assert_same_cost(task_id, ratios)
+
+
+def assert_same_cost(task_id: str, ratios: list[float]) -> None:
+    """The median of a task's rounds within TOLERANCE, either way."""
+    ratio = statistics.median(ratios)
+    assert max(ratio, 1 / ratio) - 1 <= TOLERANCE, (task_id, ratios)
 
 
 def test_a_same_tokens_control_decodes_the_kept_tokens_again_at_the_same_cost(default_model):
@@ -89,21 +106,26 @@ def test_a_same_tokens_control_decodes_the_kept_tokens_again_at_the_same_cost(de
     settings = GenerationSettings(
         spec["prompt_style"], 256, ignore_eos=True, same_tokens_control=frozenset({name})
     )
+    ratios: dict[str, list[float]] = {task["task_id"]: [] for task in tasks}
     try:
-        found = generation.run(
-            loaded,
-            tasks,
-            meter,
-            stopping.for_run(name, spec["prompt_style"]),
-            settings,
-            keys={"model": DEFAULT_MODEL, "workload": "w", "strategy": name, "rep": 1},
-            log=lambda line: None,
-        ).records
+        for _ in range(ROUNDS):
+            found = generation.run(
+                loaded,
+                tasks,
+                meter,
+                stopping.for_run(name, spec["prompt_style"]),
+                settings,
+                keys={"model": DEFAULT_MODEL, "workload": "w", "strategy": name, "rep": 1},
+                log=lambda line: None,
+            ).records
+            for row in found:
+                assert row["stop_reason"] == name and row["control_same_tokens"] is True
+                assert row["control_decode_s"] > 0
+                ratio = row["control_decode_energy_j"] / row["decode_energy_j"]
+                ratios[row["task_id"]].append(ratio)
     finally:
         stopping.unregister(name)
         torch.set_num_threads(threads)
-    for row in found:
-        assert row["stop_reason"] == name and row["control_same_tokens"] is True
-        low, high = sorted([row["decode_energy_j"], row["control_decode_energy_j"]])
-        assert high / low - 1 <= TOLERANCE, (row["task_id"], low, high)
-        assert row["control_decode_s"] > 0
+    for task_id, found_ratios in ratios.items():
+        assert len(found_ratios) == ROUNDS
+        assert_same_cost(task_id, found_ratios)
