@@ -88,9 +88,10 @@ def main() -> None:
         rows = pl.scan_parquet([str(p) for p in generations]).select(pl.len()).collect().item()
         timings = {}
         start = time.perf_counter()
-        # Each generation file held to the record's columns, as the workflow reads them.
+        # Each file held to its record's columns, as the workflow reads them.
         tasks = aggregate.per_task(
-            aggregate.scan(generations, records.GENERATION_SCHEMA), aggregate.scan(scores)
+            aggregate.scan(generations, records.GENERATION_SCHEMA),
+            aggregate.scan(scores, records.SCORE_SCHEMA_WITH_CODE_SIM),
         )
         timings["scan, checked file by file"] = time.perf_counter() - start
         step = time.perf_counter()

@@ -23,17 +23,13 @@ from llmenergy.records import BASELINE, decode_tokens
 KEYS = ["model", "workload", "strategy"]
 
 
-def scan(
-    paths: Sequence[str | Path], schema: Mapping[str, pl.DataType] | None = None
-) -> pl.LazyFrame:
-    """The tables at `paths`, one after the other. With `schema`, each file is first held to
-    its columns (records.conform): a record kept from an earlier run of the workflow, written
-    before a column was renamed, reads under the new name; one that lacks a column, or has
-    one the schema does not know, is refused with its path and what to do."""
+def scan(paths: Sequence[str | Path], schema: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+    """The tables at `paths`, one after the other, each first held to `schema`'s columns
+    (records.conform): a record kept from an earlier run of the workflow, written before a
+    column was renamed, reads under the new name; one that lacks a column, or has one the
+    schema does not know, is refused with its path and what to do."""
     if not paths:
         raise ValueError("no input files to aggregate")
-    if schema is None:
-        return pl.scan_parquet([str(p) for p in paths])
     return pl.concat([records.conform(pl.scan_parquet(str(p)), p, schema) for p in paths])
 
 
@@ -185,7 +181,7 @@ def aggregate(
     generation_paths: Sequence[str | Path], score_paths: Sequence[str | Path]
 ) -> pl.DataFrame:
     generations = scan(generation_paths, records.GENERATION_SCHEMA)
-    return summarize(per_task(generations, scan(score_paths)))
+    return summarize(per_task(generations, scan(score_paths, records.SCORE_SCHEMA_WITH_CODE_SIM)))
 
 
 def with_check_energy(tasks: pl.LazyFrame) -> pl.LazyFrame:
