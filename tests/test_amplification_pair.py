@@ -34,28 +34,49 @@ def test_each_workload_keeps_its_order_and_is_spread_over_the_job():
     assert generation.interleaved([]) == []
 
 
-class DriftingMeter(energy.EstimateMeter):
-    """The estimate, on a device whose power rises by 10% of its first with every window
-    opened: what a GPU warming up over a job, or a machine slowing down, does to two
-    workloads measured one after the other. Counting windows, not seconds, keeps the drift
-    the same however loaded this machine is."""
+class ForwardPasses:
+    """How many times the model has been called (a forward hook): the work a window held."""
 
-    def __init__(self) -> None:
+    def __init__(self, model) -> None:
+        self.count = 0
+        self._hook = model.register_forward_hook(self._called)
+
+    def _called(self, *_) -> None:
+        self.count += 1
+
+    def remove(self) -> None:
+        self._hook.remove()
+
+
+class DriftingMeter(energy.EstimateMeter):
+    """A planted device: 1 J per forward pass, its power rising by 20% of its first with each
+    task begun, as a GPU warming up over a job or a machine slowing down would. Both are
+    counted, not timed, so that the planted truth holds however loaded this machine is: the
+    estimate's own CPU time moved a no-drift change by up to 25% beside two busy processes,
+    and the windows a task needs (repeated until long enough) vary with load. Time and the
+    window's conditions are still the estimate's, so the loop repeats windows as it would."""
+
+    def __init__(self, passes: ForwardPasses) -> None:
         super().__init__(12.0)
-        self.windows = 0
-        self.factor: dict[str, float] = {}
+        self.passes = passes
+        self.tasks = 0
+        self.last = ""
+        self.opened: dict[str, tuple[int, float]] = {}
 
     def begin(self, name: str) -> None:
-        self.factor[name] = 1.0 + 0.1 * self.windows
-        self.windows += 1
+        if name == "prefill" and self.last != "prefill":  # a retried prefill is the same task
+            self.tasks += 1
+        self.last = name
+        self.opened[name] = (self.passes.count, 1.0 + 0.2 * (self.tasks - 1))
         super().begin(name)
 
     def end(self, name: str) -> Reading:
         reading = super().end(name)
+        first, factor = self.opened.pop(name)
         return Reading(
             reading.name,
             reading.seconds,
-            Joules(reading.joules.accelerator * self.factor.pop(name)),
+            Joules((self.passes.count - first) * factor),
             reading.start,
             reading.end,
             reading.conditions,
@@ -65,6 +86,13 @@ class DriftingMeter(energy.EstimateMeter):
 def _j_per_token(result: generation.RunResult) -> float:
     frame = pl.DataFrame(result.records)
     return float(frame["decode_energy_j"].sum() / (frame["output_tokens"] - 1).sum())
+
+
+@pytest.fixture
+def passes(tiny_model):
+    counted = ForwardPasses(tiny_model.model)
+    yield counted
+    counted.remove()
 
 
 @pytest.fixture
@@ -78,7 +106,7 @@ def one_thread():
 
 
 def test_interleaving_cancels_a_planted_drift_that_one_after_the_other_shows(
-    tiny_model, one_thread
+    tiny_model, passes, one_thread
 ):
     # Both "workloads" are the same prompts: the true amplification is zero.
     tasks = [{"task_id": f"T/{i}", "prompt": p} for i, p in enumerate(PROMPTS)]
@@ -90,18 +118,18 @@ def test_interleaving_cancels_a_planted_drift_that_one_after_the_other_shows(
         return _j_per_token(results[1]) / _j_per_token(results[0]) - 1
 
     together = generation.run_interleaved(
-        tiny_model, sides, DriftingMeter(), strategy, log=lambda line: None
+        tiny_model, sides, DriftingMeter(passes), strategy, log=lambda line: None
     )
-    meter = DriftingMeter()
+    meter = DriftingMeter(passes)
     apart = [
         generation.run(tiny_model, s.tasks, meter, strategy, settings, s.keys, lambda line: None)
         for s in sides
     ]
     assert [r["workload"] for r in together[1].records] == ["long"] * len(PROMPTS)
     assert [r["task_id"] for r in together[0].records] == [t["task_id"] for t in tasks]
-    # One after the other, the second workload's windows open later by as many drift steps
-    # as the first workload's job had windows: +94% and +117% in two tries. Interleaved
-    # A B B A, the drift falls on both alike: -1.3% and -2.6%.
+    # One after the other, each job's warm-up a task too, the second workload's tasks run
+    # five drift steps later: +67% (1 + 0.2 x 7.5 against 1 + 0.2 x 2.5). Interleaved
+    # A B B A A B B A, the drift falls on both alike: 0 (five tries beside two busy processes).
     assert change(apart) > 0.3
     assert abs(change(together)) < 0.1
 
