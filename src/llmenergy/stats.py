@@ -244,6 +244,28 @@ def percent_change(low: float | None, high: float | None) -> float | None:
     return 100.0 * (high - low) / low
 
 
+def normalized_error(first: Interval, second: Interval) -> float | None:
+    """E_n, the normalized error of two measurements of one quantity (ISO 13528's
+    interlaboratory check): |x1 - x2| / sqrt(U1^2 + U2^2), each U the distance from a value to
+    its interval's end on the side facing the other value (so a skewed interval counts the
+    side that matters). Two runs agree within their intervals where E_n <= 1: with honest 95%
+    intervals that holds about 95% of the time, where each value lying inside the other's
+    interval holds only about 83% of the time even then (their difference varies by both).
+    None where either lacks a value or an interval; inf where both intervals are points and
+    the values differ."""
+    ends = (first.mean, first.low, first.high, second.mean, second.low, second.high)
+    if any(end is None for end in ends):
+        return None
+    x1, low1, high1, x2, low2, high2 = (float(end) for end in ends)  # type: ignore[arg-type]
+    if x1 == x2:
+        return 0.0
+    up = x2 > x1
+    u1 = high1 - x1 if up else x1 - low1
+    u2 = x2 - low2 if up else high2 - x2
+    combined = math.hypot(u1, u2)
+    return abs(x2 - x1) / combined if combined > 0 else math.inf
+
+
 def column_intervals(
     columns: np.ndarray, ratios: list[tuple[int, int | None]], indices: Resampling, level: float
 ) -> list[Interval]:
