@@ -1,9 +1,10 @@
 """The default run twice in one command, once quiet and once with busy processes beside it:
-does each claim keep its level, and does each value lie inside the other run's interval?
+does each claim keep its level, and do the runs agree within their intervals?
 
 Runs the workflow (the default configuration, or --configfile) in two fresh working
 directories, the second with --busy processes spinning beside it the whole time, then prints
-for each claim both values with their intervals and levels, whether the levels agree, and
+for each claim both values with their intervals and levels, whether the levels agree,
+whether the runs agree within their intervals (E_n <= 1, stats.normalized_error), and
 whether each value lies inside the other's interval; then each run's wall time, its flagged
 and re-measured tasks, and a no-op rerun's time in the first quiet directory. `--quiet-runs N`
 runs N quiet runs before the busy one, to see whether quiet runs agree within their intervals
@@ -30,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
+
+from llmenergy import stats
 
 REPO = Path(__file__).resolve().parents[1]
 SPIN = "while True: pass"
@@ -83,25 +86,47 @@ def inside(value: float | None, other: dict) -> bool | None:
     return other["value_lo"] <= value <= other["value_hi"]
 
 
+def interval(row: dict) -> stats.Interval:
+    return stats.Interval(row["value"], row["value_lo"], row["value_hi"])
+
+
+def judged_pairs(names: list[str], pairs: list[tuple[int, int]], held: list[bool | None]) -> str:
+    """How many of the pairs that could be judged held ("k of n"), naming those that did not."""
+    judged = [h for h in held if h is not None]
+    failing = [
+        f"{names[a]}~{names[b]}" for (a, b), h in zip(pairs, held, strict=True) if h is False
+    ]
+    return f"{sum(judged)} of {len(judged)}" + (f" (not: {', '.join(failing)})" if failing else "")
+
+
 def compare(names: list[str], runs: list[pl.DataFrame]) -> None:
     """Each claim across runs: the values and levels, whether all levels agree, and for
-    every pair of runs whether each value lies inside the other's interval."""
+    every pair of runs whether they agree within their intervals (normalized error E_n <= 1:
+    stats.normalized_error) and whether each value lies inside the other's interval (which
+    honest 95% intervals of two runs meet only about 83% of the time); the largest E_n."""
     pairs = list(itertools.combinations(range(len(runs)), 2))
-    print("claim | " + " | ".join(names) + " | same level | pairs inside each other")
+    print(
+        "claim | " + " | ".join(names) + " | same level | pairs agreeing (E_n <= 1) | largest E_n"
+        " | pairs inside each other"
+    )
     for index, first in enumerate(runs[0].iter_rows(named=True)):
         rows = [first, *(run.row(index, named=True) for run in runs[1:])]
         cells = [f"{shown(r)} {r['verdict']}" for r in rows]
         same = all(r["verdict"] == first["verdict"] for r in rows)
+        errors = [stats.normalized_error(interval(rows[a]), interval(rows[b])) for a, b in pairs]
+        agree = [None if e is None else e <= 1 for e in errors]
         mutual = [
             (inside(rows[a]["value"], rows[b]), inside(rows[b]["value"], rows[a])) for a, b in pairs
         ]
-        judged = [m for m in mutual if None not in m]
-        held = sum(all(m) for m in judged)
-        failing = [
-            f"{names[a]}~{names[b]}" for (a, b), m in zip(pairs, mutual, strict=True) if False in m
-        ]
-        verdict = f"{held} of {len(judged)}" + (f" (not: {', '.join(failing)})" if failing else "")
-        print(f"{first['id']} | " + " | ".join(cells) + f" | {same} | {verdict}")
+        within = [None if None in m else all(m) for m in mutual]
+        known = [e for e in errors if e is not None]
+        largest = f"{max(known):.2f}" if known else "-"
+        agreeing = judged_pairs(names, pairs, agree)
+        inside_each = judged_pairs(names, pairs, within)
+        print(
+            f"{first['id']} | " + " | ".join(cells) + f" | {same} | {agreeing} | {largest}"
+            f" | {inside_each}"
+        )
 
 
 def aggregate_again(directory: Path, extra: list[str]) -> None:
