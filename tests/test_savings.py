@@ -122,6 +122,8 @@ def test_savings_count_each_cost_once_worked_by_hand() -> None:
     # Decode J/token: (3+19+8)/(4+20+8) = 30/32 with the oracle, (9+19+8)/(10+20+8) = 36/38
     # without: 30/32 * 38/36 - 1 = -1/96.
     assert row["decode_j_per_token_change"] == pytest.approx(30 / 32 * 38 / 36 - 1)
+    # The same prefills cost the same in both jobs (1, 1 and 2 J): no drift between them.
+    assert row["prefill_j_change"] == row["prefill_j_change_lo"] == row["prefill_j_change_hi"] == 0
     assert row["check_share_of_decode"] == pytest.approx(1.7 / 30)
     assert row["check_energy_j_mean"] == pytest.approx(1.7 / 3)
     # Accuracy: T/2 is unscored on both sides, so two pairs can flip, and T/1 does.
@@ -310,21 +312,29 @@ def test_the_per_token_interval_covers_a_planted_2_percent_over_twelve_unequal_t
     assert bootstrap_covered / 400 <= t_covered / 400 - 0.03
 
 
-def _drifting_data_sets(data_sets: int, tasks: int, seed: int) -> list[pl.DataFrame]:
+def _drifting_data_sets(
+    data_sets: int, tasks: int, seed: int, drift: float = 1.3
+) -> list[pl.DataFrame]:
     """Paired rows of an oracle whose checks cost 10% per token, exactly, measured beside its
     same-tokens control; its baseline ran in another job while the machine was 30% slower
-    (all of its energy x 1.3) and decoded 1.5x as many tokens. Task level (sd 0.3 of its log)
-    and each window's noise (sd 0.05) are lognormal of mean 1."""
+    (all of its energy x `drift`) and decoded 1.5x as many tokens. Each task's prefill is the
+    same work in both jobs (its prompt's cost, sd 0.5 of its log), x `drift` in the
+    baseline's. Task level (sd 0.3 of its log) and each window's noise (sd 0.05) are
+    lognormal of mean 1."""
     rng = np.random.default_rng(seed)
     shape = (data_sets, tasks)
     level = _mean_one(rng, 0.3, shape)
     tokens = rng.integers(20, 200, shape).astype(float)
     oracle = 1.1 * level * tokens * _mean_one(rng, 0.05, shape)
     control = level * tokens * _mean_one(rng, 0.05, shape)
-    base = 1.3 * level * 1.5 * tokens * _mean_one(rng, 0.05, shape)
+    base = drift * level * 1.5 * tokens * _mean_one(rng, 0.05, shape)
+    prompt = _mean_one(rng, 0.5, shape)
+    prefill = prompt * _mean_one(rng, 0.05, shape)
+    base_prefill = drift * prompt * _mean_one(rng, 0.05, shape)
     index = np.indices(shape).reshape(2, -1)
     frame = pl.DataFrame(
         {"data_set": index[0], "task_id": index[1].astype(str), "rep": 0}
+        | {"prefill_energy_j": prefill.ravel(), "base_prefill_energy_j": base_prefill.ravel()}
         | {name: oracle.ravel() for name in ("decode_energy_j", "decode_with_checks_j")}
         | {name: oracle.ravel() for name in ("decode_above_idle_with_checks_j",)}
         | {
@@ -354,4 +364,23 @@ def test_a_same_tokens_control_recovers_the_planted_overhead_the_drift_between_j
     assert all(row["extra_j_per_token_hi"] < 0 for row in between_jobs)
     assert np.mean([row["extra_j_per_token"] for row in between_jobs]) == pytest.approx(
         1.1 / 1.3 - 1, abs=0.02
+    )
+
+
+def test_the_same_prefills_tell_how_much_faster_the_strategy_job_ran_than_the_baseline_job():
+    """The drift between two jobs, which no interval over one pair of jobs' tasks can see
+    (above: it turned a 10% cost into a 15% saving), read off work both jobs did alike: each
+    task's prefill. Planted: the baseline's job 30% slower, so the strategy's prefills cost
+    1 / 1.3 - 1 = -23% of the baseline's; covered in at least 90% of 200 sets of 12 tasks,
+    never mistaken for no drift. Without drift, the interval spans zero as often."""
+    drifted = [aggregate.paired_intervals(g) for g in _drifting_data_sets(200, 12, seed=5)]
+    planted = 1 / 1.3 - 1
+    covered = [r["prefill_j_change_lo"] <= planted <= r["prefill_j_change_hi"] for r in drifted]
+    assert np.mean(covered) >= 0.90
+    assert all(r["prefill_j_change_hi"] < 0 for r in drifted)
+    steady = [
+        aggregate.paired_intervals(g) for g in _drifting_data_sets(200, 12, seed=6, drift=1.0)
+    ]
+    assert (
+        np.mean([r["prefill_j_change_lo"] <= 0 <= r["prefill_j_change_hi"] for r in steady]) >= 0.90
     )

@@ -211,6 +211,7 @@ def paired(tasks: pl.LazyFrame) -> pl.DataFrame:
         base_energy_j=pl.col("total_energy_j"),
         base_above_idle_j=pl.col("total_above_idle_j"),
         base_decode_energy_j=pl.col("decode_energy_j"),
+        base_prefill_energy_j=pl.col("prefill_energy_j"),
         base_decode_above_idle_j=pl.col("decode_above_idle_j"),
         base_decode_tokens=pl.col("decode_tokens"),
         base_tokens=pl.col("output_tokens"),
@@ -285,6 +286,11 @@ PAIRED_STATISTICS: list[tuple[str, tuple[str, ...], RatioStatistic]] = [
         ("decode_with_checks_j", "decode_tokens", "base_decode_energy_j", "base_decode_tokens"),
         _per_token_change,
     ),
+    # The same work in both jobs: each task's prefill (same prompt, same model, no stopper
+    # yet). Its change is how much faster or slower the strategy's job ran than the
+    # baseline's, which every figure against the baseline's job carries and its interval,
+    # over tasks of one pair of jobs, cannot see.
+    ("prefill_j_change", ("prefill_energy_j", "base_prefill_energy_j"), _change),
 ]
 # The same, above idle: points beside the gross figures the claims are judged on.
 ABOVE_IDLE_STATISTICS: list[tuple[str, tuple[str, ...], RatioStatistic]] = [

@@ -125,6 +125,13 @@ SAVINGS_TABLES: list[Table] = [
             Column("energy_saved", "Energy saved", "%", interval=True, percent=True),
             Column("tokens_saved", "Tokens saved", "%", interval=True, percent=True),
             Column("time_saved", "Time saved", "%, end to end", interval=True, percent=True),
+            Column(
+                "prefill_j_change",
+                "Same prefills",
+                "% change, this job against the baseline's: their drift",
+                interval=True,
+                percent=True,
+            ),
             Column("base_energy_j_mean", "Baseline energy", "J/task"),
             Column("energy_j_mean", "Energy incl. checks", "J/task"),
         ],

@@ -88,6 +88,7 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
             "energy_saved [lo, hi]",
             "tokens_saved [lo, hi]",
             "time_saved [lo, hi]",
+            "prefill_j_change [lo, hi]",
             "base_energy_j_mean",
             "energy_j_mean",
         ],
