@@ -449,3 +449,23 @@ def test_claims_file_is_checked_against_its_schema(tmp_path) -> None:
         path.write_text(yaml.safe_dump(document))
         with pytest.raises(ValueError, match=message):
             claims.load(path, REPO / "config/claims.schema.yaml")
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ((0.12, 0.05, 0.19), "the same prefills cost 12.0% [5.0, 19.0] in its job"),
+        ((-0.08, -0.15, -0.01), "the same prefills cost -8.0% [-15.0, -1.0] in its job"),
+        ((0.09, 0.0, 0.19), None),  # an interval reaching zero: no drift shown
+        ((0.02, -0.03, 0.07), None),
+    ],
+)
+def test_a_saving_between_two_jobs_that_ran_at_different_speeds_says_so(change, said) -> None:
+    value, low, high = change
+    drift = {"prefill_j_change": value, "prefill_j_change_lo": low, "prefill_j_change_hi": high}
+    saves = _rows(_tables(_savings([ORACLE | drift, SYNTAX])))["suppression-saves"]
+    assert saves["value"] == 50.0 and "syntax: 30.0%" in saves["detail"]
+    if said is None:
+        assert "prefills" not in saves["detail"]
+    else:
+        assert said in saves["detail"] and "drift between the two jobs" in saves["detail"]

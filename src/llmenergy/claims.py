@@ -257,6 +257,19 @@ def _alternatives(rows: pl.DataFrame, model: str, workload: str, describe) -> st
     return "; ".join(parts)
 
 
+def _drift_text(row: dict[str, Any]) -> str:
+    """What the same prefills say of the strategy's job against the baseline's, where their
+    interval leaves out zero: the two jobs ran at different speeds, and a saving measured
+    between them carries that (aggregate.PAIRED_STATISTICS, `prefill_j_change`)."""
+    low, high = row.get("prefill_j_change_lo"), row.get("prefill_j_change_hi")
+    if low is None or high is None or low <= 0 <= high:
+        return ""
+    return (
+        f"the same prefills cost {_pct_text(row, 'prefill_j_change')} in its job against the "
+        "baseline's: a drift between the two jobs that this saving carries"
+    )
+
+
 def energy_saved_babbling(tables: Tables) -> list[Value]:
     rows, missing = _babbling_savings(tables)
     if missing:
@@ -271,8 +284,15 @@ def energy_saved_babbling(tables: Tables) -> list[Value]:
             _pct(row["energy_saved"]),
             _pct(row["energy_saved_lo"]),
             _pct(row["energy_saved_hi"]),
-            detail=_alternatives(
-                rows, row["model"], row["workload"], lambda r: _pct_text(r, "energy_saved")
+            detail="; ".join(
+                part
+                for part in (
+                    _drift_text(row),
+                    _alternatives(
+                        rows, row["model"], row["workload"], lambda r: _pct_text(r, "energy_saved")
+                    ),
+                )
+                if part
             ),
             of=f"{row['model']} on {row['workload']}",
             above_idle=_pct(row.get("energy_saved_above_idle")),
