@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -63,6 +64,10 @@ def claims_of(directory: Path) -> pl.DataFrame:
     return pl.read_parquet(directory / "results" / "aggregate" / "claims.parquet")
 
 
+def savings_of(directory: Path) -> pl.DataFrame:
+    return pl.read_parquet(directory / "results" / "aggregate" / "savings.parquet")
+
+
 def flagged(directory: Path) -> tuple[int, int, int]:
     summary = pl.read_parquet(directory / "results" / "aggregate" / "summary.parquet")
     return (
@@ -72,22 +77,71 @@ def flagged(directory: Path) -> tuple[int, int, int]:
     )
 
 
-def shown(row: dict) -> str:
-    if row["value"] is None:
+# The savings table's figures compared beside the claims: each strategy's job against the
+# baseline's job (energy saved, and per token where no same-tokens control ran), the oracle
+# against its same-tokens control (per token), and the same prefills in the two jobs.
+SAVINGS_FIGURES = (
+    "energy_saved",
+    "decode_j_per_token_change",
+    "extra_j_per_token",
+    "prefill_j_change",
+)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One figure across runs: its label, each run's value and interval, each run's level
+    (none for a figure that is not a claim)."""
+
+    label: str
+    intervals: list[stats.Interval]
+    levels: list[str]
+
+
+def shown(interval: stats.Interval) -> str:
+    if interval.mean is None:
         return "-"
-    if row["value_lo"] is None:
-        return f"{row['value']:.3g}"
-    return f"{row['value']:.3g} [{row['value_lo']:.3g}, {row['value_hi']:.3g}]"
+    if interval.low is None or interval.high is None:
+        return f"{interval.mean:.3g}"
+    return f"{interval.mean:.3g} [{interval.low:.3g}, {interval.high:.3g}]"
 
 
-def inside(value: float | None, other: dict) -> bool | None:
-    if value is None or other["value_lo"] is None or other["value_hi"] is None:
+def inside(value: float | None, other: stats.Interval) -> bool | None:
+    if value is None or other.low is None or other.high is None:
         return None
-    return other["value_lo"] <= value <= other["value_hi"]
+    return other.low <= value <= other.high
 
 
-def interval(row: dict) -> stats.Interval:
-    return stats.Interval(row["value"], row["value_lo"], row["value_hi"])
+def claim_lines(runs: list[pl.DataFrame]) -> list[Line]:
+    """Each claim of the report across runs."""
+    lines = []
+    for index, first in enumerate(runs[0].iter_rows(named=True)):
+        rows = [run.row(index, named=True) for run in runs]
+        intervals = [stats.Interval(r["value"], r["value_lo"], r["value_hi"]) for r in rows]
+        lines.append(Line(first["id"], intervals, [r["verdict"] for r in rows]))
+    return lines
+
+
+def percent(row: dict, figure: str) -> stats.Interval:
+    """A savings figure (a fraction) and its interval, as percentages."""
+    ends = (row[figure], row[f"{figure}_lo"], row[f"{figure}_hi"])
+    return stats.Interval(*(None if end is None else 100 * end for end in ends))
+
+
+def savings_lines(runs: list[pl.DataFrame]) -> list[Line]:
+    """Each strategy's figures of the savings table across runs, as percentages."""
+    keys = ("model", "workload", "strategy")
+    tables = [{tuple(r[k] for k in keys): r for r in run.iter_rows(named=True)} for run in runs]
+    lines = []
+    for key in sorted(tables[0]):
+        if any(key not in table for table in tables):
+            continue
+        for figure in SAVINGS_FIGURES:
+            intervals = [percent(table[key], figure) for table in tables]
+            if all(i.mean is None for i in intervals):
+                continue
+            lines.append(Line(f"{key[1]} {key[2]} {figure}", intervals, []))
+    return lines
 
 
 def judged_pairs(names: list[str], pairs: list[tuple[int, int]], held: list[bool | None]) -> str:
@@ -99,34 +153,40 @@ def judged_pairs(names: list[str], pairs: list[tuple[int, int]], held: list[bool
     return f"{sum(judged)} of {len(judged)}" + (f" (not: {', '.join(failing)})" if failing else "")
 
 
-def compare(names: list[str], runs: list[pl.DataFrame]) -> None:
-    """Each claim across runs: the values and levels, whether all levels agree, and for
+def compare(names: list[str], lines: list[Line]) -> None:
+    """Each figure across runs: the values and levels, whether all levels agree, and for
     every pair of runs whether they agree within their intervals (normalized error E_n <= 1:
     stats.normalized_error) and whether each value lies inside the other's interval (which
     honest 95% intervals of two runs meet only about 83% of the time); the largest E_n."""
-    pairs = list(itertools.combinations(range(len(runs)), 2))
+    pairs = list(itertools.combinations(range(len(names)), 2))
     print(
-        "claim | " + " | ".join(names) + " | same level | pairs agreeing (E_n <= 1) | largest E_n"
-        " | pairs inside each other"
+        "figure | " + " | ".join(names) + " | same level | pairs agreeing (E_n <= 1)"
+        " | largest E_n | pairs inside each other"
     )
-    for index, first in enumerate(runs[0].iter_rows(named=True)):
-        rows = [first, *(run.row(index, named=True) for run in runs[1:])]
-        cells = [f"{shown(r)} {r['verdict']}" for r in rows]
-        same = all(r["verdict"] == first["verdict"] for r in rows)
-        errors = [stats.normalized_error(interval(rows[a]), interval(rows[b])) for a, b in pairs]
+    for line in lines:
+        levels = line.levels or [""] * len(names)
+        cells = [f"{shown(i)} {lv}".rstrip() for i, lv in zip(line.intervals, levels, strict=True)]
+        same = len(set(line.levels)) == 1 if line.levels else "-"
+        at = line.intervals
+        errors = [stats.normalized_error(at[a], at[b]) for a, b in pairs]
         agree = [None if e is None else e <= 1 for e in errors]
-        mutual = [
-            (inside(rows[a]["value"], rows[b]), inside(rows[b]["value"], rows[a])) for a, b in pairs
-        ]
+        mutual = [(inside(at[a].mean, at[b]), inside(at[b].mean, at[a])) for a, b in pairs]
         within = [None if None in m else all(m) for m in mutual]
         known = [e for e in errors if e is not None]
         largest = f"{max(known):.2f}" if known else "-"
         agreeing = judged_pairs(names, pairs, agree)
         inside_each = judged_pairs(names, pairs, within)
         print(
-            f"{first['id']} | " + " | ".join(cells) + f" | {same} | {agreeing} | {largest}"
+            f"{line.label} | " + " | ".join(cells) + f" | {same} | {agreeing} | {largest}"
             f" | {inside_each}"
         )
+
+
+def compare_runs(root: Path, names: list[str]) -> None:
+    """The claims, then the savings table's figures, of the runs kept under `root`."""
+    compare(names, claim_lines([claims_of(root / name) for name in names]))
+    print()
+    compare(names, savings_lines([savings_of(root / name) for name in names]))
 
 
 def aggregate_again(directory: Path, extra: list[str]) -> None:
@@ -152,7 +212,7 @@ def main() -> None:
         names = sorted(d.name for d in args.again.iterdir() if (d / "results").is_dir())
         for name in names:
             aggregate_again(args.again / name, extra)
-        compare(names, [claims_of(args.again / name) for name in names])
+        compare_runs(args.again, names)
         return
     root = args.keep or Path(tempfile.mkdtemp(prefix="verdicts-twice-"))
     plan = [(f"quiet-{i + 1}", 0) for i in range(args.quiet_runs)]
@@ -167,7 +227,7 @@ def main() -> None:
         print(f"{name}: {walls[name]:.0f} s", flush=True)
     names = [name for name, _ in plan]
     print()
-    compare(names, [claims_of(root / name) for name in names])
+    compare_runs(root, names)
     print()
     for name in names:
         flags, again, tasks = flagged(root / name)
