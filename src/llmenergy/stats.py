@@ -7,7 +7,8 @@ with each other. A change between two groups of different tasks (the amplificati
 Welch t interval instead (percent_change_interval): one side may have only a few tasks. So
 is a paired product of ratios of sums, a strategy against its baseline over the same tasks
 (ratio_product_interval): twelve tasks of unequal length are too few for a percentile
-bootstrap.
+bootstrap. Whether two runs agree within their intervals is their normalized error
+(normalized_error).
 """
 
 from __future__ import annotations
