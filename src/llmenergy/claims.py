@@ -262,12 +262,16 @@ def _drift_text(row: dict[str, Any]) -> str:
     interval leaves out zero: the two jobs ran at different speeds, and a saving measured
     between them carries that (aggregate.PAIRED_STATISTICS, `prefill_j_change`)."""
     low, high = row.get("prefill_j_change_lo"), row.get("prefill_j_change_hi")
-    if low is None or high is None or low <= 0 <= high:
+    if low is None or high is None or _meets((low, high), (0.0, 0.0)):
         return ""
     return (
         f"the same prefills cost {_pct_text(row, 'prefill_j_change')} in its job against the "
         "baseline's: a drift between the two jobs that this saving carries"
     )
+
+
+def _joined(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
 
 
 def energy_saved_babbling(tables: Tables) -> list[Value]:
@@ -284,15 +288,11 @@ def energy_saved_babbling(tables: Tables) -> list[Value]:
             _pct(row["energy_saved"]),
             _pct(row["energy_saved_lo"]),
             _pct(row["energy_saved_hi"]),
-            detail="; ".join(
-                part
-                for part in (
-                    _drift_text(row),
-                    _alternatives(
-                        rows, row["model"], row["workload"], lambda r: _pct_text(r, "energy_saved")
-                    ),
-                )
-                if part
+            detail=_joined(
+                _drift_text(row),
+                _alternatives(
+                    rows, row["model"], row["workload"], lambda r: _pct_text(r, "energy_saved")
+                ),
             ),
             of=f"{row['model']} on {row['workload']}",
             above_idle=_pct(row.get("energy_saved_above_idle")),
