@@ -354,6 +354,24 @@ def test_records_kept_from_before_a_rename_read_under_the_new_name(tmp_path: Pat
     assert read["power_limit_w"].to_list() == [700.0] * len(generations)
 
 
+def test_records_kept_from_before_start_times_read_them_as_null(tmp_path: Path) -> None:
+    """A model's records written before `started_s` was kept read with no start times (their
+    tasks cannot be paired in time); every measured column reads as it was written."""
+    generations, current, older = _kept_records(tmp_path)
+    generations = generations.with_columns(started_s=pl.lit(1.7e9))
+    records.write_parquet_atomic(generations.filter(pl.col("model") == "m1"), current)
+    generations.filter(pl.col("model") == "m2").drop("started_s").write_parquet(older)
+    read = aggregate.scan([current, older], records.GENERATION_SCHEMA).collect()
+    assert read.columns == list(records.GENERATION_SCHEMA)
+    starts = dict(read.group_by("model").agg(pl.col("started_s").max()).iter_rows())
+    assert starts == {"m1": 1.7e9, "m2": None}
+    assert (
+        read.drop("started_s")
+        .sort(["model", "task_id", "rep"])
+        .equals(generations.drop("started_s").sort(["model", "task_id", "rep"]))
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [

@@ -354,10 +354,12 @@ def record(
     task_s: float | None = None,
     remeasured: int = 0,
     control: Control | None = None,
+    started_s: float | None = None,
 ) -> dict[str, Any]:
     """The generation record (records.GENERATION_SCHEMA) of one decoded task; `task_s` is its
     first pass end to end (prefill + decode when not given); `remeasured`, how many times it
-    was measured again for contention; `control`, its same-tokens control, if it has one."""
+    was measured again for contention; `control`, its same-tokens control, if it has one;
+    `started_s`, when its kept measurement began (Unix seconds)."""
     checks = checks or Checks()
     return {
         **keys,
@@ -369,6 +371,7 @@ def record(
         "prefill_s": decoded.prefill_s,
         "decode_s": decoded.decode_s,
         "task_s": decoded.prefill_s + decoded.decode_s if task_s is None else task_s,
+        "started_s": started_s,
         "prefill_energy_j": decoded.prefill_energy.accelerator,
         "decode_energy_j": decoded.decode_energy.accelerator,
         **dataclasses.asdict(context),
@@ -533,6 +536,7 @@ def run_interleaved(
                 measured.task_s,
                 remeasured,
                 measured.control,
+                measured.started_s,
             )
         )
         result.tokens.extend(
@@ -632,12 +636,14 @@ def same_tokens_control(
 @dataclass(frozen=True)
 class MeasuredTask:
     """One task decoded and metered: what it produced, its checks' costs, its first pass end
-    to end (the stopper's last check included), and its same-tokens control, if it has one."""
+    to end (the stopper's last check included), its same-tokens control, if it has one, and
+    when it began (Unix seconds: where it falls among the job's other tasks)."""
 
     decoded: Decoded
     checks: Checks | None
     task_s: float
     control: Control | None = None
+    started_s: float | None = None
 
 
 def measure_task(
@@ -651,6 +657,7 @@ def measure_task(
 ) -> MeasuredTask:
     """Decode and meter one task under `strategy` (a stopper of its own), its checks waited
     for, and its decode found by subtraction where its window is too short."""
+    started_s = time.time()
     stopper = strategy.for_task(task, prompt)
     # Where RAPL reads the packages, one window over the task and its checks shares it out.
     rapl_checks = (
@@ -692,7 +699,7 @@ def measure_task(
         decoded = dataclasses.replace(
             decoded, conditions=decoded.conditions.then(control.conditions)
         )
-    return MeasuredTask(decoded, checks, task_s, control)
+    return MeasuredTask(decoded, checks, task_s, control, started_s)
 
 
 def power_flags(decoded: Decoded, context: Context, bounds: conditions.Bounds) -> list[str]:

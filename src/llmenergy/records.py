@@ -35,6 +35,8 @@ GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "decode_s": pl.Float64(),
     # End to end, as a user waits: one prefill, decode, and the stopper's last check.
     "task_s": pl.Float64(),
+    # When its first pass began (Unix seconds): the order and spacing of a job's tasks.
+    "started_s": pl.Float64(),
     # The accelerator's energy (the device that runs the model, `metered_device`) only.
     "prefill_energy_j": pl.Float64(),
     "decode_energy_j": pl.Float64(),
@@ -75,6 +77,10 @@ GENERATION_SCHEMA: dict[str, pl.DataType] = {
 # power limit then read).
 RENAMED_COLUMNS = {"gpu_power_limit_w": "power_limit_w"}
 
+# Columns added since records were first written: a record measured before reads them as null
+# (its tasks' start times were not kept, so nothing is paired in time on it).
+ADDED_COLUMNS = frozenset({"started_s"})
+
 
 class RecordFormatError(ValueError):
     """A kept record whose columns are not the schema's, even after renames."""
@@ -84,11 +90,15 @@ def conform(
     table: pl.LazyFrame, path: str | os.PathLike[str], schema: Mapping[str, pl.DataType]
 ) -> pl.LazyFrame:
     """`table` (read from `path`) with `schema`'s columns in its order, older names renamed
-    (RENAMED_COLUMNS); a table that still lacks some, or holds others, is refused: its
-    numbers were written by a workflow whose records meant something else."""
+    (RENAMED_COLUMNS) and columns added since null (ADDED_COLUMNS); a table that still lacks
+    some, or holds others, is refused: its numbers were written by a workflow whose records
+    meant something else."""
     found = table.collect_schema()
     renames = {old: new for old, new in RENAMED_COLUMNS.items() if old in found and new in schema}
     types = {renames.get(name, name): dtype for name, dtype in found.items()}
+    added = [name for name in schema if name in ADDED_COLUMNS and name not in types]
+    table = table.with_columns(pl.lit(None, schema[name]).alias(name) for name in added)
+    types |= {name: schema[name] for name in added}
     missing = [name for name in schema if name not in types]
     unknown = [name for name in types if name not in schema]
     retyped = [name for name in schema if name in types and types[name] != schema[name]]
