@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from llmenergy import energy, generation, stopping
+from llmenergy import amplification, energy, generation, stopping
 from llmenergy.energy import Reading
 from llmenergy.generation_settings import GenerationSettings
 from llmenergy.joules import Joules
@@ -132,6 +132,21 @@ def test_interleaving_cancels_a_planted_drift_that_one_after_the_other_shows(
     # A B B A A B B A, the drift falls on both alike: 0 (five tries beside two busy processes).
     assert change(apart) > 0.3
     assert abs(change(together)) < 0.1
+    # Paired in time on the records as written: each long task against the short tasks
+    # decoded beside it reads the planted zero too; one after the other, none is between.
+    assert abs(_paired(together)["paired_pct"]) < 10.0
+    assert _paired(apart)["paired_tasks"] == 0
+
+
+def _paired(results: list[generation.RunResult]) -> dict:
+    """The amplification table's row for two sides' records, as the workflow would keep them."""
+    frame = pl.DataFrame([r for result in results for r in result.records]).with_columns(
+        model=pl.lit("tiny"), strategy=pl.lit(stopping.BASELINE), rep=pl.lit(1)
+    )
+    (row,) = amplification.table(frame, None, {"short": "short", "long": "long"}).iter_rows(
+        named=True
+    )
+    return row
 
 
 def test_the_dag_decodes_the_pair_in_one_job_and_every_other_run_alone(workdir: Path):

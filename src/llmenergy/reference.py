@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from llmenergy import amplification
 from llmenergy.stopping import BASELINE
 
 GPU_FILE = "gpu.json"
@@ -100,7 +101,19 @@ def load_one(folder: Path) -> Reference:
         date=str(facts["date"]),
         details=tuple((k, v) for k, v in facts.items() if k not in LABEL_KEYS),
         summary=summary,
-        amplification=pl.read_csv(amplification_file) if amplification_file.is_file() else None,
+        amplification=_amplification_table(amplification_file),
+    )
+
+
+def _amplification_table(path: Path) -> pl.DataFrame | None:
+    """A shipped amplification table (None: not shipped), the columns added to the table
+    since it was measured (amplification.SCHEMA) null: it has no value for them."""
+    if not path.is_file():
+        return None
+    table = pl.read_csv(path)
+    absent = [name for name in amplification.SCHEMA if name not in table.columns]
+    return table.with_columns(
+        pl.lit(None, amplification.SCHEMA[name]).alias(name) for name in absent
     )
 
 

@@ -226,9 +226,11 @@ AMPLIFICATION_TABLES: list[Table] = [
     ),
     Table(
         "amplification-detail-table",
-        "Like positions, and the slope over all tasks",
+        "Paired in time, like positions, and the slope over all tasks",
         [
             *MODEL_KEY,
+            Column("paired_pct", "Paired in time", "%", interval=True),
+            Column("paired_tasks", "Long tasks paired"),
             Column("same_positions", "Same positions", "first N decode tokens"),
             Column("same_positions_basis", "Basis", "energy or time"),
             Column("same_positions_pct", "Same-position amplification", "%", interval=True),

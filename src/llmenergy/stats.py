@@ -7,8 +7,9 @@ with each other. A change between two groups of different tasks (the amplificati
 Welch t interval instead (percent_change_interval): one side may have only a few tasks. So
 is a paired product of ratios of sums, a strategy against its baseline over the same tasks
 (ratio_product_interval): twelve tasks of unequal length are too few for a percentile
-bootstrap. Whether two runs agree within their intervals is their normalized error
-(normalized_error).
+bootstrap. Ratios paired in time (the amplification's long tasks, each against the short
+tasks decoded beside it) get a one-sample t interval on their logs (geometric_change_interval).
+Whether two runs agree within their intervals is their normalized error (normalized_error).
 """
 
 from __future__ import annotations
@@ -210,6 +211,25 @@ def percent_change_interval(
     df = variance**2 / sum(side.variance**2 / (side.tasks - 1) for side in sides)
     half = t_quantile(0.5 + level / 2, df) * math.sqrt(variance)
     centre = math.log(sides[1].ratio / sides[0].ratio)
+    return Interval(point, 100.0 * math.expm1(centre - half), 100.0 * math.expm1(centre + half))
+
+
+def geometric_change_interval(
+    log_ratios: Sequence[float] | np.ndarray, level: float = DEFAULT_LEVEL
+) -> Interval:
+    """100 x (the geometric mean of paired ratios - 1), from each pair's log ratio, with a
+    one-sample t interval on their mean (n - 1 degrees of freedom) taken back to a
+    percentage. No interval with fewer than two pairs."""
+    logs = np.asarray(log_ratios, dtype=float)
+    if logs.size == 0:
+        return Interval(None, None, None)
+    centre = float(logs.mean())
+    point = 100.0 * math.expm1(centre)
+    if logs.size < 2:
+        return Interval(point, None, None)
+    half = (
+        t_quantile(0.5 + level / 2, logs.size - 1) * float(logs.std(ddof=1)) / math.sqrt(logs.size)
+    )
     return Interval(point, 100.0 * math.expm1(centre - half), 100.0 * math.expm1(centre + half))
 
 

@@ -166,6 +166,8 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
         ],
         "amplification-detail-table": [
             "model",
+            "paired_pct [lo, hi]",
+            "paired_tasks",
             "same_positions",
             "same_positions_basis",
             "same_positions_pct [lo, hi]",
@@ -342,7 +344,7 @@ def assert_frame_shown(html: str, name: str, frame: pl.DataFrame) -> None:
 
 
 COUNTS = {"tasks", "reps", "rep", "flips", "points", "same_positions", "outputs", "layers", "heads"}
-COUNTS |= {"kv_heads", "head_dim"}
+COUNTS |= {"kv_heads", "head_dim", "paired_tasks"}
 
 
 def _value(column: str, row: int):
