@@ -469,3 +469,27 @@ def test_a_saving_between_two_jobs_that_ran_at_different_speeds_says_so(change, 
         assert "prefills" not in saves["detail"]
     else:
         assert said in saves["detail"] and "drift between the two jobs" in saves["detail"]
+
+
+@pytest.mark.parametrize(
+    ("paired", "judged"),
+    [
+        # Long tasks decoded between short ones: the claim rests on the paired figure.
+        ({"paired_pct": 9.0, "paired_pct_lo": 2.0, "paired_pct_hi": 16.0}, (9.0, 2.0, 16.0)),
+        # One long task paired: a point without an interval says nothing of its spread.
+        ({"paired_pct": 9.0, "paired_pct_lo": None, "paired_pct_hi": None}, (12.0, -1.0, 25.0)),
+        ({}, (12.0, -1.0, 25.0)),
+    ],
+)
+def test_the_amplification_claim_rests_on_the_figure_paired_in_time_where_there_is_one(
+    paired: dict[str, float | None], judged: tuple[float, float, float]
+) -> None:
+    table = _amplification([("m", 12.0, -1.0, 25.0)]).with_columns(
+        **{name: pl.lit(value, pl.Float64) for name, value in paired.items()},
+        paired_tasks=pl.lit(4 if paired.get("paired_pct_lo") is not None else 1, pl.Int64),
+    )
+    tables = dataclasses.replace(_tables(_savings([ORACLE])), amplification=table)
+    (value,) = claims.amplification_pct(tables)
+    assert (value.value, value.low, value.high) == judged
+    assert ("paired in time: each of 4 long tasks" in value.detail) == (judged[0] == 9.0)
+    assert "(over all tasks: 12%)" in value.detail or judged[0] == 12.0

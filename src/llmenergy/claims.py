@@ -159,18 +159,30 @@ def amplification_pct(tables: Tables) -> list[Value]:
     if rows.is_empty():
         notes = tables.amplification["note"].drop_nulls().unique().sort().to_list()
         return _missing("; ".join(notes) or "needs workloads of different prompt lengths per model")
-    return [
-        Value(
-            row["amplification_pct"],
-            row["amplification_pct_lo"],
-            row["amplification_pct_hi"],
-            detail=f"{row['long_workload']} against {row['short_workload']}",
-            of=row["model"],
-            above_idle=row.get("amplification_above_idle_pct"),
-            workloads=(row["short_workload"], row["long_workload"]),
-        )
-        for row in rows.iter_rows(named=True)
-    ]
+    return [_amplification_value(row) for row in rows.iter_rows(named=True)]
+
+
+def _amplification_value(row: dict[str, Any]) -> Value:
+    """One model's amplification: paired in time where its long tasks were decoded between
+    short ones (amplification.table's `paired_pct`, with an interval), else the study's
+    figure over all tasks of each side."""
+    pair = f"{row['long_workload']} against {row['short_workload']}"
+    paired = row.get("paired_pct_lo") is not None
+    figure = "paired_pct" if paired else "amplification_pct"
+    return Value(
+        row[figure],
+        row[f"{figure}_lo"],
+        row[f"{figure}_hi"],
+        detail=(
+            f"{pair}, paired in time: each of {row['paired_tasks']} long tasks against the "
+            f"short tasks decoded beside it (over all tasks: {row['amplification_pct']:.3g}%)"
+            if paired
+            else pair
+        ),
+        of=row["model"],
+        above_idle=row.get("amplification_above_idle_pct"),
+        workloads=(row["short_workload"], row["long_workload"]),
+    )
 
 
 def _humaneval_babbling(tables: Tables) -> pl.DataFrame:
