@@ -209,6 +209,37 @@ def test_power_monitor_does_not_spin(tmp_path):
     assert per_second <= 1.5 / 0.1, (reads, per_second)
 
 
+def test_zeus_pollers_start_without_running_the_job_script_again(tmp_path):
+    """Zeus starts its pollers by spawn and gives them 10 s to be ready; spawn runs the
+    parent's main script again in each first. A job script whose imports take 12 s there (torch,
+    transformers and Snakemake on a loaded node) failed the generation job: the pollers must
+    start without it, and the script is imported once, by its own process."""
+    spec = write_spec(tmp_path, [gpu(300.0)])
+    imported = tmp_path / "imported"
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import pathlib, time\n"
+        f"with pathlib.Path({str(imported)!r}).open('a') as out:\n"
+        "    out.write(__name__ + '\\n')\n"
+        "if __name__ != '__main__':\n"
+        "    time.sleep(12)  # a poller importing this would not be ready in 10 s\n"
+        "from llmenergy import energy\n"
+        "if __name__ == '__main__':\n"
+        "    meter = energy.open_meter({'backend': 'zeus', 'watts_per_core': 1, 'gpus': [0]})\n"
+        "    print(meter.source)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        env=environment(spec),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["zeus:nvml"]
+    assert imported.read_text().split() == ["__main__"]
+
+
 def test_a_short_idle_window_is_lengthened_to_the_meters_shortest(tmp_path):
     """A 0.3 s idle window on a counter that updates every 100 ms could be off by a third: the
     idle measurement lasts the meter's 1 s at least, and finds the GPU's planted 300 W."""

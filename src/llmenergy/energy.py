@@ -26,8 +26,10 @@ a GPU offers only NVML's one-second average, per-token energy is null and flagge
 from __future__ import annotations
 
 import bisect
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -529,6 +531,24 @@ def _unknown(phases: Phases) -> list[list[float | None]]:
     return [[None] * len(phase) for phase in phases]
 
 
+@contextmanager
+def main_script_hidden() -> Iterator[None]:
+    """While it lasts, processes started by spawn do not run this process's main script first.
+    Zeus's PowerMonitor starts its pollers so, and gives them 10 s to be ready; each would
+    otherwise import the generation job's script again, and with it torch, transformers and
+    Snakemake, which a loaded node (or this 2-core machine beside other work) does not finish
+    in 10 s: the job then fails. The pollers need only Zeus."""
+    main = sys.modules["__main__"]
+    kept = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+    # multiprocessing.spawn runs the main module again by its spec's name, else by its file.
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.update(kept)
+
+
 class PowerTimeline:
     """The metered GPUs' instantaneous power, polled by Zeus's PowerMonitor every `period_s`,
     from which each interval's energy is integrated (`phase_energies`)."""
@@ -540,12 +560,13 @@ class PowerTimeline:
         self._period_s = period_s
         self._settle_s = SETTLE_PERIODS * period_s
         # An explicit period: Zeus 0.16 infers 0 s otherwise and its pollers spin.
-        self._monitor = PowerMonitor(
-            gpu_indices=list(indices),
-            update_period=period_s,
-            power_domains=["device_instant"],
-            max_samples_per_gpu=int(4 * 3600 / period_s),
-        )
+        with main_script_hidden():
+            self._monitor = PowerMonitor(
+                gpu_indices=list(indices),
+                update_period=period_s,
+                power_domains=["device_instant"],
+                max_samples_per_gpu=int(4 * 3600 / period_s),
+            )
 
     def interval_energies(self, phases: Phases) -> list[list[float | None]]:
         """Energy of each interval, each phase from what was read of it alone."""
