@@ -26,6 +26,7 @@ same table in any row order.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -175,12 +176,11 @@ def _paired_in_time(group: pl.DataFrame, pair: Pair) -> tuple[stats.Interval, in
         energy = run["decode_energy_j"].to_list()
         tokens = run.select(decode_tokens())[:, 0].to_list()
         shorts = [i for i, long in enumerate(is_long) if not long]
-        for k, long in enumerate(is_long):
-            before = [i for i in shorts if i < k]
-            after = [i for i in shorts if i > k]
-            if not long or not before or not after:
+        for k in (i for i, long in enumerate(is_long) if long):
+            after = bisect.bisect(shorts, k)  # the first short task after k
+            if after == 0 or after == len(shorts):
                 continue
-            near = before[-1], after[0]
+            near = shorts[after - 1], shorts[after]
             beside = sum(energy[i] for i in near) / sum(tokens[i] for i in near)
             logs.setdefault(run["task_id"][k], []).append(math.log(energy[k] / tokens[k] / beside))
     per_task = [float(np.mean(logs[task])) for task in sorted(logs)]

@@ -35,7 +35,7 @@ GENERATION_SCHEMA: dict[str, pl.DataType] = {
     "decode_s": pl.Float64(),
     # End to end, as a user waits: one prefill, decode, and the stopper's last check.
     "task_s": pl.Float64(),
-    # When its first pass began (Unix seconds): the order and spacing of a job's tasks.
+    # When its kept measurement began (Unix seconds): the order and spacing of a job's tasks.
     "started_s": pl.Float64(),
     # The accelerator's energy (the device that runs the model, `metered_device`) only.
     "prefill_energy_j": pl.Float64(),

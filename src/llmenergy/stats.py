@@ -187,6 +187,11 @@ def log_ratio(numerator: np.ndarray, denominator: np.ndarray) -> LogRatio | None
     return LogRatio(ratio, variance, int(x.size))
 
 
+def _percent_ends(point: float, centre: float, half: float) -> Interval:
+    """A percentage change and its interval, from an interval centre +- half on the log."""
+    return Interval(point, 100.0 * math.expm1(centre - half), 100.0 * math.expm1(centre + half))
+
+
 def percent_change_interval(
     base: tuple[np.ndarray, np.ndarray],
     other: tuple[np.ndarray, np.ndarray],
@@ -211,7 +216,7 @@ def percent_change_interval(
     df = variance**2 / sum(side.variance**2 / (side.tasks - 1) for side in sides)
     half = t_quantile(0.5 + level / 2, df) * math.sqrt(variance)
     centre = math.log(sides[1].ratio / sides[0].ratio)
-    return Interval(point, 100.0 * math.expm1(centre - half), 100.0 * math.expm1(centre + half))
+    return _percent_ends(point, centre, half)
 
 
 def geometric_change_interval(
@@ -230,7 +235,7 @@ def geometric_change_interval(
     half = (
         t_quantile(0.5 + level / 2, logs.size - 1) * float(logs.std(ddof=1)) / math.sqrt(logs.size)
     )
-    return Interval(point, 100.0 * math.expm1(centre - half), 100.0 * math.expm1(centre + half))
+    return _percent_ends(point, centre, half)
 
 
 @dataclass(frozen=True)
