@@ -44,7 +44,7 @@ def test_default_config_defines_the_five_workloads() -> None:
     assert workloads["humaneval-2shot"]["shots"] == 2
     assert workloads["humaneval-cot"]["instruction"] == "cot"
     cu, cu_long = workloads["longbench-standin-cu"], workloads["longbench-standin-cu-long"]
-    assert cu["max_new_tokens"] == 10 and cu_long["max_new_tokens"] == 300
+    assert cu["max_new_tokens"] == 10 and cu_long["max_new_tokens"] == 100
     assert cu["dataset"] == cu_long["dataset"] == "longbench-standin"
     assert DEFAULT["datasets"]["longbench-standin"]["format"] == "longbench-standin"
 

@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from llmenergy import datasets, workloads
+from llmenergy import configuration, datasets, workloads
 
 from conftest import load_tiny_config, snakemake
 
@@ -150,6 +150,37 @@ def test_standin_depends_on_the_seed_only(standin) -> None:
     assert again == standin[0]
     other, _ = datasets.standin_rows(seed=4, samples=12, max_context_chars=1500)
     assert other != standin[0]
+
+
+def test_standin_contexts_reach_the_minimum_asked() -> None:
+    """With `min_context_chars`, every context ends after that many characters of its file, so
+    every long prompt fills the same budget; without it, some contexts end near a file's start."""
+    root = datasets.stdlib_dir()
+
+    def file_chars_before_answer(origin: dict[str, Any]) -> int:
+        lines = (root / origin["file"]).read_text(encoding="utf-8").splitlines(keepends=True)
+        return len("".join(lines[: origin["context_lines"][1]]))
+
+    _, plain = datasets.standin_rows(seed=0, samples=20, max_context_chars=6000)
+    rows, origins = datasets.standin_rows(
+        seed=0, samples=20, max_context_chars=6000, min_context_chars=4500
+    )
+    assert min(file_chars_before_answer(origin) for origin in plain) < 4500
+    assert all(file_chars_before_answer(origin) >= 4500 for origin in origins)
+    # Cut from the front at the maximum, a context still holds more than the minimum less a line.
+    assert all(len(row["context"]) >= 4500 - 200 for row in rows)
+
+
+def test_standin_minimum_above_the_maximum_is_refused_by_the_config_check() -> None:
+    source = {"kind": "stdlib", "samples": 4, "max_context_chars": 1000, "min_context_chars": 2000}
+    with pytest.raises(datasets.DatasetError, match="min_context_chars"):
+        datasets.standin_draw(source)
+    config = {
+        "datasets": {"stand": {"format": "longbench-standin", "source": source}},
+        "workloads": {},
+    }
+    with pytest.raises(configuration.ConfigError, match=r"datasets\.stand\.source: min_context"):
+        configuration.check(config)
 
 
 def test_standin_fetch_writes_rows_and_manifest(tmp_path: Path) -> None:

@@ -24,6 +24,11 @@ def check(config: dict[str, Any]) -> None:
                 f"datasets.{name}: the {STANDIN} format comes from source kind stdlib, "
                 f"and source kind stdlib makes only the {STANDIN} format"
             )
+        if stdlib:
+            try:
+                datasets.standin_draw(dataset["source"])
+            except datasets.DatasetError as error:
+                raise ConfigError(f"datasets.{name}.source: {error}") from None
     for name, workload in config["workloads"].items():
         if workload["dataset"] not in config["datasets"]:
             raise ConfigError(

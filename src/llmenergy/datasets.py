@@ -286,14 +286,26 @@ def _scorable(line: str) -> bool:
     return bool(line.strip()) and not any(mark in line for mark in ("`", "#", "//"))
 
 
+def _first_cut(lines: list[str], min_lines: int, min_chars: int) -> int:
+    """The earliest line a context may end before: after `min_lines` lines and `min_chars`
+    characters (len(lines) when the file is shorter)."""
+    size = 0
+    for index, line in enumerate(lines):
+        if index >= min_lines and size >= min_chars:
+            return index
+        size += len(line)
+    return len(lines)
+
+
 def _standin_sample(
-    lines: list[str], rng: random.Random, min_lines: int, max_chars: int
+    lines: list[str], rng: random.Random, min_lines: int, max_chars: int, min_chars: int = 0
 ) -> tuple[int, int, int] | None:
     """A cut of one file: the context's first line, the line after it, and the answer's line
-    (0-based), or None when the drawn place has no scorable answer."""
-    if len(lines) <= min_lines + 1:
+    (0-based), or None when the file is too short or the drawn place has no scorable answer."""
+    first = _first_cut(lines, min_lines, min_chars)
+    if len(lines) <= first + 1:
         return None
-    cut = rng.randrange(min_lines, len(lines))
+    cut = rng.randrange(first, len(lines))
     answer_at = next((i for i in range(cut, len(lines)) if lines[i].strip()), None)
     if answer_at is None or not _scorable(lines[answer_at]):
         return None
@@ -311,13 +323,16 @@ def standin_rows(
     root: Path | None = None,
     min_context_lines: int = 20,
     max_context_chars: int = 6000,
+    min_context_chars: int = 0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Next-line completion tasks in LongBench's row format, from standard-library files.
 
-    A seeded generator picks a file (each at most once) and a line in it; the context is the
-    file up to that line (cut at a line from the front when longer than `max_context_chars`),
-    the answer is the next non-empty line. Returns the rows and where each came from.
+    A seeded generator picks a file (each at most once) and a line in it, after at least
+    `min_context_lines` lines and `min_context_chars` characters; the context is the file up to
+    that line (cut at a line from the front when longer than `max_context_chars`), the answer
+    is the next non-empty line. Returns the rows and where each came from.
     """
+
     root = root or stdlib_dir()
     files = stdlib_sources(root)
     rng = random.Random(seed)
@@ -330,7 +345,9 @@ def standin_rows(
             lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
         except (UnicodeDecodeError, OSError):
             continue
-        sample = _standin_sample(lines, rng, min_context_lines, max_context_chars)
+        sample = _standin_sample(
+            lines, rng, min_context_lines, max_context_chars, min_context_chars
+        )
         if sample is None:
             continue
         start, cut, line = sample
@@ -356,14 +373,26 @@ def standin_rows(
     return rows, origins
 
 
+def standin_draw(source: dict[str, Any]) -> dict[str, int]:
+    """How a `kind: stdlib` source draws its tasks, its defaults filled in; the minimum
+    context must fit under the maximum."""
+    draw = {
+        "seed": int(source.get("seed", 0)),
+        "min_context_lines": int(source.get("min_context_lines", 20)),
+        "max_context_chars": int(source.get("max_context_chars", 6000)),
+        "min_context_chars": int(source.get("min_context_chars", 0)),
+    }
+    if draw["min_context_chars"] > draw["max_context_chars"]:
+        raise DatasetError(
+            f"min_context_chars ({draw['min_context_chars']}) is above max_context_chars "
+            f"({draw['max_context_chars']})"
+        )
+    return draw
+
+
 def write_standin(source: dict[str, Any], out: str | Path) -> dict[str, Any]:
     """Write the stand-in's rows as JSON lines to `out`; return what the manifest records."""
-    rows, origins = standin_rows(
-        seed=int(source.get("seed", 0)),
-        samples=int(source["samples"]),
-        min_context_lines=int(source.get("min_context_lines", 20)),
-        max_context_chars=int(source.get("max_context_chars", 6000)),
-    )
+    rows, origins = standin_rows(samples=int(source["samples"]), **standin_draw(source))
     with open(out, "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     return {
