@@ -200,18 +200,20 @@ def test_above_idle_amplification_beside_the_gross_one() -> None:
     assert amplification.table(no_idle, tokens, PAIR)["amplification_above_idle_pct"][0] is None
 
 
-def drifting_job(amplification_pct: float, drift: float, seed: int, long_tasks: int = 4):
+def drifting_job(
+    amplification_pct: float, drift: float, seed: int, long_tasks: int = 4, long_tokens: int = 300
+):
     """Per-task rows of one pair job as the pair job decodes it (generation.interleaved: 12
     short tasks, `long_tasks` long ones spread among them), on a machine whose speed walks
     randomly over the job: each task's cost is the last one's times exp(N(0, drift)). A long
     task's decode J/token is the planted amplification above a short one's; each task also
-    has a 3% cost of its own, and decodes 40-256 tokens (the long ones 300)."""
+    has a 3% cost of its own, and decodes 40-256 tokens (the long ones `long_tokens`)."""
     rng = np.random.default_rng(seed)
     speed, started, rows = 0.0, 0.0, []
     for side, index in generation.interleaved([12, long_tasks]):
         speed += rng.normal(0, drift)
         workload = ("he", "cu-long")[side]
-        tokens = 300 if side else int(rng.integers(40, 257))
+        tokens = long_tokens if side else int(rng.integers(40, 257))
         jpt = np.exp(speed + rng.normal(0, 0.03)) * (1 + side * amplification_pct / 100)
         rows.append(
             {"model": "m", "energy_source": "estimate:cpu-time", "metered_device": "estimate"}
@@ -244,6 +246,24 @@ def test_pairing_in_time_keeps_coverage_and_narrows_what_a_drifting_machine_wide
     widths = [np.median([high - low for low, high in ends]) for ends in (pooled, paired)]
     assert np.mean(covered[1]) >= 0.9 and np.mean(covered[0]) >= 0.9
     assert widths[1] < 0.7 * widths[0]
+
+
+def test_twelve_short_long_tasks_hold_the_level_four_long_ones_lose():
+    """The default's shape, 12 long tasks of 100 tokens, against the earlier 4 of 300, at this
+    machine's walk of 8% per task (counted per task, so shorter long tasks get no credit for
+    walking less): the paired interval still covers the planted +15% in nine jobs of ten, is
+    under half as wide (11.2 against 23.2 points in the median), and keeps its low end above
+    zero in every job, where four long tasks leave zero inside in about one job in five."""
+    shapes = {"default": (12, 100), "earlier": (4, 300)}
+    paired = {
+        name: [_pooled_and_paired(drifting_job(15.0, 0.08, seed, *shape))[1] for seed in range(200)]
+        for name, shape in shapes.items()
+    }
+    width = {name: np.median([high - low for low, high in ends]) for name, ends in paired.items()}
+    above_zero = {name: np.mean([low > 0 for low, _ in ends]) for name, ends in paired.items()}
+    assert np.mean([low <= 15.0 <= high for low, high in paired["default"]]) >= 0.9
+    assert width["default"] < 0.5 * width["earlier"]
+    assert above_zero["default"] >= 0.98 and above_zero["earlier"] <= 0.85
 
 
 def test_paired_in_time_with_no_amplification_spans_zero_on_a_steady_machine_too():
