@@ -332,7 +332,6 @@ def standin_rows(
     that line (cut at a line from the front when longer than `max_context_chars`), the answer
     is the next non-empty line. Returns the rows and where each came from.
     """
-
     root = root or stdlib_dir()
     files = stdlib_sources(root)
     rng = random.Random(seed)
