@@ -233,31 +233,43 @@ def _pooled_and_paired(tasks: pl.DataFrame) -> tuple[tuple, tuple]:
     )
 
 
-def test_pairing_in_time_keeps_coverage_and_narrows_what_a_drifting_machine_widens():
+def _walking_jobs(long_tasks: int, long_tokens: int) -> list[tuple[tuple, tuple]]:
+    """Both intervals of 200 pair jobs, +15% planted, the speed walking 8% per task."""
+    return [
+        _pooled_and_paired(drifting_job(15.0, 0.08, seed, long_tasks, long_tokens))
+        for seed in range(200)
+    ]
+
+
+@pytest.fixture(scope="module")
+def four_long_jobs() -> list[tuple[tuple, tuple]]:
+    """The earlier shape, 4 long tasks of 300 tokens, shared by the tests that read it."""
+    return _walking_jobs(4, 300)
+
+
+def test_pairing_in_time_keeps_coverage_and_narrows_what_a_drifting_machine_widens(
+    four_long_jobs,
+):
     """A machine whose speed drifts over the job by 8% per task (the 2-core machine's slow
     spells, a GPU warming): the figure over all tasks of each side counts the drift as a
     difference between tasks; each long task against its neighbours in time does not. Both
     cover the planted +15%; the paired interval is the narrower."""
-    pooled, paired = zip(
-        *(_pooled_and_paired(drifting_job(15.0, 0.08, seed)) for seed in range(200)),
-        strict=True,
-    )
+    pooled, paired = zip(*four_long_jobs, strict=True)
     covered = [[low <= 15.0 <= high for low, high in ends] for ends in (pooled, paired)]
     widths = [np.median([high - low for low, high in ends]) for ends in (pooled, paired)]
     assert np.mean(covered[1]) >= 0.9 and np.mean(covered[0]) >= 0.9
     assert widths[1] < 0.7 * widths[0]
 
 
-def test_twelve_short_long_tasks_hold_the_level_four_long_ones_lose():
+def test_twelve_short_long_tasks_hold_the_level_four_long_ones_lose(four_long_jobs):
     """The default's shape, 12 long tasks of 100 tokens, against the earlier 4 of 300, at this
     machine's walk of 8% per task (counted per task, so shorter long tasks get no credit for
     walking less): the paired interval still covers the planted +15% in nine jobs of ten, is
     under half as wide (11.2 against 23.2 points in the median), and keeps its low end above
     zero in every job, where four long tasks leave zero inside in about one job in five."""
-    shapes = {"default": (12, 100), "earlier": (4, 300)}
     paired = {
-        name: [_pooled_and_paired(drifting_job(15.0, 0.08, seed, *shape))[1] for seed in range(200)]
-        for name, shape in shapes.items()
+        "default": [ends[1] for ends in _walking_jobs(12, 100)],
+        "earlier": [ends[1] for ends in four_long_jobs],
     }
     width = {name: np.median([high - low for low, high in ends]) for name, ends in paired.items()}
     above_zero = {name: np.mean([low > 0 for low, _ in ends]) for name, ends in paired.items()}

@@ -298,7 +298,7 @@ def _first_cut(lines: list[str], min_lines: int, min_chars: int) -> int:
 
 
 def _standin_sample(
-    lines: list[str], rng: random.Random, min_lines: int, max_chars: int, min_chars: int = 0
+    lines: list[str], rng: random.Random, min_lines: int, max_chars: int, min_chars: int
 ) -> tuple[int, int, int] | None:
     """A cut of one file: the context's first line, the line after it, and the answer's line
     (0-based), or None when the file is too short or the drawn place has no scorable answer."""
