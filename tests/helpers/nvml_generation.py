@@ -103,16 +103,18 @@ class PhaseLog:
 
     def before(self, module, args, kwargs) -> None:
         self.kind = "prefill" if kwargs.get("past_key_values") is None else "decode"
-        self.write(f"{self.kind}@{self.workload}")
         self.started = time.time()
+        self.write(f"{self.kind}@{self.workload}", at=self.started)
+        step_s = self.step_s.get(self.kind)
+        if step_s:
+            # The pass's end is written as it begins: the device draws for exactly its step
+            # even when a loaded machine keeps this process's forward pass running longer.
+            self.write("idle", at=self.started + step_s)
 
     def after(self, module, args, kwargs, output) -> None:
         step_s = self.step_s.get(self.kind)
-        if step_s:
-            # Written ahead of time, so that no reader sees the pass go on past its step.
-            end = max(self.started + step_s, time.time())
-            self.write("idle", at=end)
-            time.sleep(max(0.0, end - time.time()))
+        if step_s:  # the next pass begins no earlier than this one's end
+            time.sleep(max(0.0, self.started + step_s - time.time()))
 
     def attach(self, model: torch.nn.Module) -> None:
         model.register_forward_pre_hook(self.before, with_kwargs=True)
