@@ -415,11 +415,20 @@ def test_no_prefill_energy_in_decode_energy(tmp_path, tiny_model_dir):
     row = amplification.table(records, tokens, {"short": "short", "long": "long"}).row(
         0, named=True
     )
-    # The first decode tokens cost what decode's tokens cost, not prefill's power.
-    first = tokens.filter(pl.col("position").is_between(1, 16))
-    for workload, energy_j in first.group_by("workload").agg(pl.col("energy_j").mean()).rows():
-        per_token = row[f"decode_j_per_token_{workload}"]
-        assert energy_j == pytest.approx(per_token, rel=0.02), workload
+    # The first decode tokens cost what their own passes and gaps drew, not prefill's power
+    # (against their own truth: on a loaded machine their gaps differ from the average's).
+    # Prefill's power held into them would read high, and is held within 2%; the power field's
+    # 100 ms updates lag these 50 ms tokens and, under load, read them up to 2.6% low.
+    timed = tokens.sort("workload", "task_id", "position").with_columns(
+        seconds=pl.col("t_s").diff().over("workload", "task_id"),
+        step=pl.col("task_id").replace_strict(step),
+    )
+    first = timed.filter(pl.col("position").is_between(1, 16)).with_columns(
+        truth=350.0 * pl.col("step") + 70.0 * (pl.col("seconds") - pl.col("step"))
+    )
+    means = first.group_by("workload").agg(pl.col("energy_j").mean(), pl.col("truth").mean())
+    for workload, energy_j, truth in means.rows():
+        assert 0.95 * truth <= energy_j <= 1.02 * truth, (workload, energy_j, truth)
     assert row["prompt_tokens_long"] > 10 * row["prompt_tokens_short"]
     assert row["same_positions_basis"] == "energy" and row["same_positions_tasks"] == 12
     for figure in ("amplification_pct", "same_positions_pct"):
