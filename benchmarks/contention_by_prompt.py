@@ -49,8 +49,9 @@ def child(tokens: int, rounds: int, pinned: bool) -> None:
         for kind in ("short", "long") if round_ % 2 == 0 else ("long", "short"):
             decoded = generation.decode_greedy(loaded, prompts[kind], tokens, meter, 1)
             steps = len(decoded.token_ids) - 1  # the first token comes from prefill
-            row = {"kind": kind, "cpu_s": decoded.decode_energy.accelerator, "steps": steps}
-            print(json.dumps(row | {"wall_s": decoded.decode_s}), flush=True)
+            cpu_s = decoded.decode_energy.accelerator
+            row = {"kind": kind, "cpu_s": cpu_s, "wall_s": decoded.decode_s, "steps": steps}
+            print(json.dumps(row), flush=True)
 
 
 def run_variant(tokens: int, rounds: int, pinned: bool, busy: int) -> dict[str, dict]:

@@ -26,6 +26,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmenergy.models import LoadedModel
 
 WATTS_PER_CORE = 12.0
 BUSY = "while True: pass"
@@ -38,7 +42,7 @@ def machine_busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def default_model_and_task():
+def default_model_and_task() -> tuple[LoadedModel, dict[str, Any]]:
     """The default model, its end-of-sequence tokens removed so every decode runs to the
     requested length, and one HumanEval prompt (task 2)."""
     from loop_vs_generate import known_models, prepared

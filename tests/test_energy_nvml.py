@@ -389,8 +389,13 @@ def test_no_prefill_energy_in_decode_energy(tmp_path, tiny_model_dir):
     steps = [0.05 + 0.0001 * i for i in range(6)]  # tasks differ, alike on both workloads
     short = [{**t, "step_s": {"decode": s}} for t, s in zip(tasks(6), steps, strict=True)]
     long = [{**t, "prompt": t["prompt"] * 12} for t in short]
-    phases = {"prefill": 600.0, "decode": 350.0}
-    spec = write_spec(tmp_path, [gpu(70.0, phase_watts=phases)], phase_log=tmp_path / "phases")
+    phases, idle_w = {"prefill": 600.0, "decode": 350.0}, 70.0
+    spec = write_spec(tmp_path, [gpu(idle_w, phase_watts=phases)], phase_log=tmp_path / "phases")
+
+    def drawn_j(busy, seconds):
+        """The planted truth: decode's power for the passes' steps, idle for the rest."""
+        return phases["decode"] * busy + idle_w * (seconds - busy)
+
     out = generate(
         spec,
         tiny_model_dir,
@@ -409,8 +414,7 @@ def test_no_prefill_energy_in_decode_energy(tmp_path, tiny_model_dir):
         assert record["prefill_energy_j"] == pytest.approx(600.0 * record["prefill_s"], rel=0.01)
         # Each pass's 350 W x its step, and idle between passes (the host's own moments).
         passes, seconds = record["output_tokens"] - 1, record["decode_s"]
-        busy = passes * step[record["task_id"]]
-        truth = 350.0 * busy + 70.0 * (seconds - busy)
+        truth = drawn_j(passes * step[record["task_id"]], seconds)
         assert record["decode_energy_j"] == pytest.approx(truth, rel=0.005), record
     row = amplification.table(records, tokens, {"short": "short", "long": "long"}).row(
         0, named=True
@@ -424,7 +428,7 @@ def test_no_prefill_energy_in_decode_energy(tmp_path, tiny_model_dir):
         step=pl.col("task_id").replace_strict(step),
     )
     first = timed.filter(pl.col("position").is_between(1, 16)).with_columns(
-        truth=350.0 * pl.col("step") + 70.0 * (pl.col("seconds") - pl.col("step"))
+        truth=drawn_j(pl.col("step"), pl.col("seconds"))
     )
     means = first.group_by("workload").agg(pl.col("energy_j").mean(), pl.col("truth").mean())
     for workload, energy_j, truth in means.rows():
