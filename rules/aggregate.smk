@@ -29,6 +29,7 @@ rule aggregate:
         eos_ignored=config["generation"]["ignore_eos"],
         task_choice=claims.task_choice(config["workloads"]),
         analysis=config.get("analysis", {}),
+        between_runs=BETWEEN_RUNS,
         runs=RUNS,  # the keys of each tokens file, in the same order
         workload_kinds=workload_kinds(),
         model_kinds={name: m["source"]["kind"] for name, m in config["models"].items()},

@@ -7,6 +7,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from llmenergy import (
+    between_runs,
     claims,
     configuration,
     figures,
@@ -30,6 +31,8 @@ configuration.check_strategies(config)
 REPO = Path(workflow.basedir)
 # The study's claims, checked against their schema before any job runs.
 CLAIMS = claims.load(REPO / "config" / "claims.yaml")
+BETWEEN_RUNS = between_runs.from_config(config.get("between_runs"))
+between_runs.check_claims(BETWEEN_RUNS, (c["id"] for c in CLAIMS))
 MODELS = list(config["models"])
 # Models whose outputs are scored and analysed for babbling (not random-weight ones).
 EVALUATED_MODELS = configuration.evaluated_models(config)

@@ -83,6 +83,11 @@ def test_tiny_dag_end_to_end(workdir: Path):
     verdicts = [line.split("  ", 2)[1] for line in said[5:] if not line.startswith("   ")]
     assert verdicts == claims["verdict"].to_list()
     assert any(line.lstrip().startswith("where: ") for line in said[5:])
+    # The default's sd over runs was measured on another model: these intervals are the
+    # run's own, and say so.
+    own = claims.filter(pl.col("between_runs").is_not_null())
+    assert own.height > 0 and own["between_run_sd"].is_null().all()
+    assert all(text.startswith("over this run's tasks only") for text in own["between_runs"])
 
     started = time.perf_counter()
     again = main_command(workdir, config)

@@ -32,7 +32,7 @@ import jsonschema
 import polars as pl
 import yaml
 
-from llmenergy import aggregate, datasets, models
+from llmenergy import aggregate, between_runs, datasets, models, stats
 from llmenergy.records import BASELINE
 
 REPRODUCES, SAME_DIRECTION, CONTRADICTS = "reproduces", "same direction", "contradicts"
@@ -92,6 +92,11 @@ class Value:
     above_idle: float | None = None
     workloads: tuple[str, ...] = ()  # the workloads it rests on
     tasks: int | None = None  # how many tasks it rests on, where the table says
+    model: str = ""  # the model it is of; "" for all models
+    # Its interval over tasks alone, where `low` and `high` were widened to the sd over runs;
+    # and what its interval says of runs (an energy claim's value).
+    over_tasks: tuple[float | None, float | None] | None = None
+    across_runs: between_runs.Term | None = None
 
 
 def _missing(reason: str) -> list[Value]:
@@ -136,6 +141,7 @@ def _shares(tables: Tables, kind: str) -> list[Value]:
             _pct(row.get("prefill_share_lo")),
             _pct(row.get("prefill_share_hi")),
             of=f"{row['model']} on {row['workload']}",
+            model=row["model"],
             above_idle=_pct(
                 _ratio(row.get("prefill_above_idle_j_mean"), row.get("total_above_idle_j_mean"))
             ),
@@ -180,6 +186,7 @@ def _amplification_value(row: dict[str, Any]) -> Value:
             else pair
         ),
         of=row["model"],
+        model=row["model"],
         above_idle=row.get("amplification_above_idle_pct"),
         workloads=(row["short_workload"], row["long_workload"]),
     )
@@ -307,6 +314,7 @@ def energy_saved_babbling(tables: Tables) -> list[Value]:
                 ),
             ),
             of=f"{row['model']} on {row['workload']}",
+            model=row["model"],
             above_idle=_pct(row.get("energy_saved_above_idle")),
             workloads=(row["workload"],),
             tasks=row.get("energy_tasks"),
@@ -372,6 +380,7 @@ def oracle_overhead(tables: Tables) -> list[Value]:
                     else "the baseline's job"
                 ),
                 of=f"{row['model']} on {row['workload']}",
+                model=row["model"],
                 above_idle=_pct(row.get("extra_j_per_token_above_idle")),
                 workloads=(row["workload"],),
                 tasks=row.get("energy_tasks"),
@@ -477,6 +486,12 @@ SCHEMA = {
     "verdict": pl.String(),
     "why": pl.String(),
     "flagged_tasks": pl.Int64(),  # tasks of its workloads whose measurement was flagged
+    # The deciding value's interval over this run's tasks alone, the sd over runs its interval
+    # above was widened to (null: not widened), and what that interval covers.
+    "over_tasks_lo": pl.Float64(),
+    "over_tasks_hi": pl.Float64(),
+    "between_run_sd": pl.Float64(),
+    "between_runs": pl.String(),
 }
 
 
@@ -555,20 +570,62 @@ def judge(
     return fields, deciding, judged
 
 
+def _energy_sources(summary: pl.DataFrame, value: Value) -> list[str]:
+    """The meters of the rows a value rests on (its model's, on its workloads)."""
+    rows = summary
+    if value.workloads:
+        rows = rows.filter(pl.col("workload").is_in(list(value.workloads)))
+    if value.model:
+        rows = rows.filter(pl.col("model") == value.model)
+    return rows["energy_source"].drop_nulls().unique().sort().to_list()
+
+
+def across_runs(
+    claim_id: str,
+    values: list[Value],
+    summary: pl.DataFrame,
+    calibration: between_runs.Calibration | None,
+) -> list[Value]:
+    """An energy claim's values with the interval each is judged on: over tasks, widened to
+    the claim's sd over runs where the calibration applies to it (between_runs.term)."""
+    widened = []
+    for value in values:
+        if value.value is None:
+            widened.append(value)
+            continue
+        term = between_runs.term(
+            calibration, claim_id, _energy_sources(summary, value), value.model
+        )
+        ends = term.widen(stats.Interval(value.value, value.low, value.high))
+        over_tasks = (value.low, value.high) if term.sd is not None else None
+        widened.append(
+            replace(value, low=ends.low, high=ends.high, over_tasks=over_tasks, across_runs=term)
+        )
+    return widened
+
+
 def evaluate(
-    claims: list[dict[str, Any]], tables: Tables, basis: str, estimated: bool
+    claims: list[dict[str, Any]],
+    tables: Tables,
+    basis: str,
+    estimated: bool,
+    calibration: between_runs.Calibration | None = None,
 ) -> pl.DataFrame:
     """One row per claim: the study's value and range, ours (the value that decided the
     verdict, its interval, the range over models and how many models reached each level),
     the verdict and why. `basis` says what energy claims rest on, `estimated` whether that is
-    an estimate; output claims rest on the models' outputs."""
+    an estimate; output claims rest on the models' outputs. An energy claim's values are
+    judged on their interval widened to the claim's sd over runs where `calibration` holds
+    one for them (across_runs)."""
     rows = []
     for claim in claims:
         if claim["metric"] not in METRICS:
             raise KeyError(f"claims: {claim['id']} names unknown metric {claim['metric']!r}")
-        values = METRICS[claim["metric"]](tables)
-        fields, deciding, judged = judge(claim, values, estimated)
         on_energy = claim.get("basis", "energy") == "energy"
+        values = METRICS[claim["metric"]](tables)
+        if on_energy:
+            values = across_runs(claim["id"], values, tables.summary, calibration)
+        fields, deciding, judged = judge(claim, values, estimated)
         study_range = _range(claim, "study_range")
         details = [
             part
@@ -602,9 +659,25 @@ def evaluate(
                     if p
                 ),
                 "flagged_tasks": flagged,
+                **_runs_fields(deciding),
             }
         )
     return pl.DataFrame(rows, schema=SCHEMA, orient="row")
+
+
+def _runs_fields(deciding: Value) -> dict[str, Any]:
+    """The deciding value's interval over tasks alone, and what its interval covers."""
+    term = deciding.across_runs
+    low, high = deciding.over_tasks or (deciding.low, deciding.high)
+    text = None if term is None else term.text
+    if text and term.sd is not None and low is not None and high is not None:
+        text = f"[{low:.3g}, {high:.3g}] over this run's tasks, {text}"
+    return {
+        "over_tasks_lo": low,
+        "over_tasks_hi": high,
+        "between_run_sd": None if term is None else term.sd,
+        "between_runs": text,
+    }
 
 
 FLAGGED = (

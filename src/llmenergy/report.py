@@ -185,6 +185,7 @@ CLAIM_TABLES: list[Table] = [
             Column("claim", "Claim"),
             Column("study", "Study"),
             Column("value", "Ours", "the deciding model, 95% CI", interval=True),
+            Column("between_runs", "Between runs", "what the interval covers"),
             Column("unit", "Measured as"),
             Column("detail", "Where"),
             Column("verdict", "Verdict"),

@@ -16,6 +16,14 @@ from llmenergy import claims as claims_module
 from llmenergy import report
 
 
+def _over_runs(row: dict) -> str:
+    """What an energy claim's interval covers: the sd over runs it was widened to, or this
+    run's tasks alone (between_runs)."""
+    if row.get("between_run_sd") is not None:
+        return f" (over runs: sd {row['between_run_sd']:.2g})"
+    return " (over this run's tasks only)" if row.get("between_runs") else ""
+
+
 def _value(row: dict) -> str:
     if row["value"] is None:
         return "-"
@@ -23,6 +31,7 @@ def _value(row: dict) -> str:
     if row["value_lo"] is not None and row["value_hi"] is not None:
         text += f" [{report.format_value('value', row['value_lo'])}, "
         text += f"{report.format_value('value', row['value_hi'])}]"
+        text += _over_runs(row)
     text = f"{text} {row['unit']}".rstrip()
     if (row.get("models") or 0) > 1:
         text += (

@@ -10,6 +10,8 @@ is a paired product of ratios of sums, a strategy against its baseline over the 
 bootstrap. Ratios paired in time (the amplification's long tasks, each against the short
 tasks decoded beside it) get a one-sample t interval on their logs (geometric_change_interval).
 Whether two runs agree within their intervals is their normalized error (normalized_error).
+What varies between runs beyond those intervals (the machine's state) is a figure's standard
+deviation over repeated runs (between_run_sd), which widens a run's interval (widened).
 """
 
 from __future__ import annotations
@@ -290,6 +292,34 @@ def normalized_error(first: Interval, second: Interval) -> float | None:
     u2 = x2 - low2 if up else high2 - x2
     combined = math.hypot(u1, u2)
     return abs(x2 - x1) / combined if combined > 0 else math.inf
+
+
+def between_run_sd(values: Sequence[float | None]) -> float | None:
+    """The standard deviation of a figure's value over repeated runs of one configuration on
+    one machine: ISO 5725's reproducibility sd s_R, which holds both each run's own sampling
+    error over its tasks and what the machine's state adds between runs (runs without a value
+    left out). None with fewer than two values."""
+    known = [float(value) for value in values if value is not None and math.isfinite(value)]
+    if len(known) < 2:
+        return None
+    return float(np.std(known, ddof=1))
+
+
+def widened(interval: Interval, sd: float, runs: int, level: float = DEFAULT_LEVEL) -> Interval:
+    """A run's interval for the machine's long-run mean of a figure, given the figure's sd over
+    `runs` earlier runs (between_run_sd): each side at least t sd from the value, t Student's
+    quantile on runs - 1 degrees of freedom, since (x - mean) / s_R is Student's t for a new
+    run x alike to those (tests/test_between_runs.py measures its coverage). A side of the run's
+    own interval that is wider stays (a run noisier than those). The value stays; an interval
+    without ends stays without."""
+    if runs < 2:
+        raise ValueError(f"widened: an sd over runs needs at least 2 runs, got {runs}")
+    ends = (interval.mean, interval.low, interval.high)
+    if any(end is None or not math.isfinite(end) for end in ends) or sd <= 0:
+        return interval
+    mean, low, high = (float(end) for end in ends)  # type: ignore[arg-type]
+    reach = t_quantile(0.5 + level / 2, runs - 1) * sd
+    return Interval(mean, min(low, mean - reach), max(high, mean + reach))
 
 
 def column_intervals(

@@ -118,6 +118,7 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
             "claim",
             "study",
             "value [lo, hi]",
+            "between_runs",
             "unit",
             "detail",
             "verdict",

@@ -73,7 +73,11 @@ def main(smk) -> None:
         )
         spec = claims.load(smk.input.claims)
         verdicts = claims.evaluate(
-            spec, tables, claims.energy_basis(summary), claims.is_estimated(summary)
+            spec,
+            tables,
+            claims.energy_basis(summary),
+            claims.is_estimated(summary),
+            smk.params.between_runs,
         )
         records.write_parquet_atomic(verdicts, smk.output.claims)
         log(f"summary: {summary.height} rows from {len(smk.input.generations)} runs")
