@@ -8,11 +8,14 @@ whether the runs agree within their intervals (E_n <= 1, stats.normalized_error)
 whether each value lies inside the other's interval; then each run's wall time, its flagged
 and re-measured tasks, and a no-op rerun's time in the first quiet directory. `--quiet-runs N`
 runs N quiet runs before the busy one, to see whether quiet runs agree within their intervals
-too (`--busy 0`: no busy run). Every pair of runs is compared. `--again DIR` runs nothing
-new: it aggregates the runs kept in DIR again with the code of today (the generations stay as
-measured) and compares them, to see what a change of the statistics reads on the same records.
-A benchmark, not a test: each quiet run takes a default run's time (about 12 min on 2 cores),
-the busy one about 33 min.
+too (`--busy 0`: no busy run). Every pair of runs is compared, and each energy claim's sd
+over them is printed as the config's `between_runs.sd` takes it; with three runs or more, that
+calibration is tried on each run in turn, calibrated on the others only (held out).
+`--again DIR` runs nothing new: it aggregates the runs kept in DIR again with the code of
+today (the generations stay as measured) and compares them, to see what a change of the
+statistics reads on the same records.
+A benchmark, not a test: each quiet run takes a default run's time (about 14 min on 2 cores),
+the busy one about 50 min.
 
 Usage: python benchmarks/verdicts_twice.py [--busy 2] [--quiet-runs 1] [--keep DIR]
        [--configfile FILE]
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import polars as pl
 
-from llmenergy import stats
+from llmenergy import between_runs, stats
 
 REPO = Path(__file__).resolve().parents[1]
 SPIN = "while True: pass"
@@ -182,11 +185,66 @@ def compare(names: list[str], lines: list[Line]) -> None:
         )
 
 
+def energy_claims(runs: list[pl.DataFrame]) -> dict[str, list[stats.Interval]]:
+    """Each energy claim's value and interval over tasks alone in each run."""
+    ends = ("value", "over_tasks_lo", "over_tasks_hi")
+    claims = {}
+    for index, first in enumerate(runs[0].iter_rows(named=True)):
+        if first["between_runs"] is None:
+            continue  # not an energy claim, or not measurable here
+        rows = [run.row(index, named=True) for run in runs]
+        claims[first["id"]] = [stats.Interval(*(row[end] for end in ends)) for row in rows]
+    return claims
+
+
+def calibration_line(runs: list[pl.DataFrame]) -> str:
+    """Each energy claim's sd over these runs (between_runs.calibrate): the figures of the
+    config's between_runs.sd."""
+    values = {claim: [i.mean for i in over] for claim, over in energy_claims(runs).items()}
+    sd = between_runs.calibrate(values)
+    figures = ", ".join(f"{claim}: {'-' if v is None else f'{v:.2g}'}" for claim, v in sd.items())
+    return f"sd over {len(runs)} runs (config between_runs.sd): {{{figures}}}"
+
+
+def held_out_lines(names: list[str], runs: list[pl.DataFrame]) -> list[str]:
+    """The calibration tried on a run it did not see, each run in turn: its interval over
+    tasks and every other run's, widened to the sd over the other runs; how many of those
+    pairs agree by E_n, and the largest E_n with the run it was."""
+    lines = []
+    for claim, over in energy_claims(runs).items():
+        errors = []
+        for held, interval in enumerate(over):
+            others = [o for index, o in enumerate(over) if index != held]
+            sd = stats.between_run_sd([o.mean for o in others])
+            if sd is None:
+                continue
+            own = stats.widened(interval, sd, len(others))
+            errors += [
+                (e, names[held])
+                for o in others
+                if (e := stats.normalized_error(own, stats.widened(o, sd, len(others)))) is not None
+            ]
+        if errors:
+            worst, held_name = max(errors)
+            agree = sum(e <= 1 for e, _ in errors)
+            lines.append(
+                f"{claim} held out: {agree} of {len(errors)} pairs agree (E_n <= 1);"
+                f" largest E_n {worst:.2f}, {held_name} held out"
+            )
+    return lines
+
+
 def compare_runs(root: Path, names: list[str]) -> None:
-    """The claims, then the savings table's figures, of the runs kept under `root`."""
-    compare(names, claim_lines([claims_of(root / name) for name in names]))
+    """The claims, then the savings table's figures, of the runs kept under `root`; then
+    each energy claim's sd over them."""
+    claim_tables = [claims_of(root / name) for name in names]
+    compare(names, claim_lines(claim_tables))
     print()
     compare(names, savings_lines([savings_of(root / name) for name in names]))
+    print()
+    print(calibration_line(claim_tables))
+    if len(names) >= 3:
+        print("\n".join(held_out_lines(names, claim_tables)))
 
 
 def aggregate_again(directory: Path, extra: list[str]) -> None:
