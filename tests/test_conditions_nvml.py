@@ -18,7 +18,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.report_tables import PROVENANCE, read_table
 from test_energy_nvml import H100, HARNESS, environment, gpu, run_script, tasks, write_spec
+
+from llmenergy import aggregate, records, report
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "reports" / "report.html.j2"
 
 OTHER_W = 200.0  # another job's draw on the model's GPU
 GPU_W = 300.0  # the model's GPU, whatever the model does
@@ -257,3 +262,38 @@ def test_mean_power_outside_idle_and_limit_is_flagged(powered, workload):
     assert mean_w(record, "decode") == pytest.approx(decode_w, rel=0.015)
     assert mean_w(record, "prefill") == pytest.approx(prefill_w, rel=0.05)
     assert record["remeasured"] == 0 and "contended" not in flags(record)
+
+
+def test_the_reports_conditions_section_lists_both_kinds_of_flag(contended_throughout, powered):
+    """From the stand-in NVML to the report's HTML: the records of the job contended on its GPU
+    throughout and of the job whose powers were planted outside the bounds, through the
+    workflow's own aggregation, make the report's "What else ran, per job" table list the
+    contended task (measured again twice, another process on the GPU) and the tasks below idle
+    and above the limit, each in its own job's row."""
+    # The job's script adds the model's revision to what the decoding loop records.
+    rows = [
+        {**record, "model_revision": None}
+        for record in contended_throughout["records"] + list(powered.values())
+    ]
+    generations = records.frame(rows, records.GENERATION_SCHEMA).lazy()
+    scores = records.frame([], records.SCORE_SCHEMA_WITH_CODE_SIM).lazy()
+    summary = aggregate.summary_with_intervals(aggregate.per_task(generations, scores))
+    conditions = aggregate.measurement_conditions(generations)
+    html = report.render(TEMPLATE, summary, {}, PROVENANCE, conditions=conditions)
+    shown = {
+        cells[1]["text"]: {cell["data-column"]: cell["text"] for cell in cells}
+        for cells in read_table(html, "conditions-table").rows
+        if cells
+    }
+    assert set(shown) == {"w", *EXPECTED}
+    contended = shown["w"]
+    assert (contended["flagged_tasks"], contended["contended_tasks"]) == ("1", "1")
+    assert contended["remeasured_tasks"] == "1" and int(contended["gpu_other_processes_max"]) >= 1
+    for workload, expected in EXPECTED.items():
+        row = shown[workload]
+        below = "power-below-idle" in expected
+        above = "power-above-limit" in expected
+        assert row["below_idle_tasks"] == str(int(below)), (workload, row)
+        assert row["above_limit_tasks"] == str(int(above)), (workload, row)
+        assert row["flagged_tasks"] == str(int(below or above)), (workload, row)
+        assert (row["contended_tasks"], row["remeasured_tasks"]) == ("0", "0"), (workload, row)
