@@ -88,6 +88,9 @@ def test_tiny_dag_end_to_end(workdir: Path):
     own = claims.filter(pl.col("between_runs").is_not_null())
     assert own.height > 0 and own["between_run_sd"].is_null().all()
     assert all(text.startswith("over this run's tasks only") for text in own["between_runs"])
+    shown = own.filter(pl.col("value_lo").is_not_null()).height
+    assert shown > 0
+    assert sum("(over this run's tasks only)" in line for line in said) == shown
 
     started = time.perf_counter()
     again = main_command(workdir, config)
