@@ -93,8 +93,8 @@ class Value:
     workloads: tuple[str, ...] = ()  # the workloads it rests on
     tasks: int | None = None  # how many tasks it rests on, where the table says
     model: str = ""  # the model it is of; "" for all models
-    # Its interval over tasks alone, where `low` and `high` were widened to the sd over runs;
-    # and what its interval says of runs (an energy claim's value).
+    # An energy claim's value: its interval over tasks alone (`low` and `high` are the one it
+    # is judged on) and what that interval says of runs.
     over_tasks: tuple[float | None, float | None] | None = None
     across_runs: between_runs.Term | None = None
 
@@ -597,9 +597,14 @@ def across_runs(
             calibration, claim_id, _energy_sources(summary, value), value.model
         )
         ends = term.widen(stats.Interval(value.value, value.low, value.high))
-        over_tasks = (value.low, value.high) if term.sd is not None else None
         widened.append(
-            replace(value, low=ends.low, high=ends.high, over_tasks=over_tasks, across_runs=term)
+            replace(
+                value,
+                low=ends.low,
+                high=ends.high,
+                over_tasks=(value.low, value.high),
+                across_runs=term,
+            )
         )
     return widened
 
