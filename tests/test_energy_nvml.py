@@ -373,15 +373,24 @@ def test_no_prefill_energy_in_decode_energy(tmp_path, tiny_model_dir):
     generating process drives it, on a counter and a power field that update every 100 ms.
     Each decode pass draws 350 W for its task's step (50 to 50.5 ms), the same for a task on
     both workloads, whose prompts differ twelvefold: decode costs the same per token whatever
-    the prompt, the truth is no amplification. (With 20 ms steps, two passes and their idle
-    gaps to each 100 ms sample, the like-with-like figure wandered by up to 1.7 points on a
-    loaded machine, its interval by +-2; at 50 ms, by 0.3 and +-0.4.) The short workload
+    the prompt, the truth is no amplification but for the host's moments between passes.
+    (With 20 ms steps, two passes and their idle gaps to each 100 ms sample, the like-with-like
+    figure wandered by up to 1.7 points on a loaded machine, its interval by +-2; at 50 ms, by
+    0.3 and +-0.4, as long as no task stalls.) The short workload
     decodes 50 tokens a task, the long one 25 (tasks taken in turn), so that prefill energy
     leaking into each decode window, a fixed amount a task, would weigh twice as much per
     token on the long one; and prefill's power, held into the first decode tokens, would
-    inflate their energy. Both amplification figures come out within a point of 0, their
-    intervals around it; each task's decode energy per token is its passes' (and the idle
-    moments between them), and prefill's energy its 600 W x its time."""
+    inflate their energy. Each task's decode energy per token is its passes' (and the idle
+    moments between them), and prefill's energy its 600 W x its time. Both amplification
+    figures are held to the same figures computed from what the device drew (the planted
+    truth of every record and token, through `amplification.table`), not to 0: a task the
+    host stalled on (a loaded machine) idles longer between passes on one workload than on
+    the other. The study's figure, from the counter, within half a point, its interval
+    holding the truth's; the like-with-like one, from per-token energy on the 100 ms power
+    field, with its interval holding the truth's figure: a stall of 0.1-0.2 s inside a task's
+    first 16 tokens moves its idle dip across the window's edge (the field's lag) and that
+    task's figure by up to 11% (measured under four spinners; 4.6 points on the figure in
+    CI), an error of single tasks, which the interval over tasks takes in."""
     import polars as pl
 
     from llmenergy import amplification
@@ -421,20 +430,38 @@ def test_no_prefill_energy_in_decode_energy(tmp_path, tiny_model_dir):
     )
     # The first decode tokens cost what their own passes and gaps drew, not prefill's power
     # (against their own truth: on a loaded machine their gaps differ from the average's).
-    # Prefill's power held into them would read high, and is held within 2%; the power field's
-    # 100 ms updates lag these 50 ms tokens and, under load, read them up to 2.6% low.
+    # Prefill's power held into them would read high in every task, and the median task is
+    # held within 2%; the power field's 100 ms updates lag these 50 ms tokens and, under load,
+    # read them up to 2.6% low. The median, as a stall moves a single task's figure by up to
+    # 11% (and its workload's mean by 1.95%).
     timed = tokens.sort("workload", "task_id", "position").with_columns(
         seconds=pl.col("t_s").diff().over("workload", "task_id"),
         step=pl.col("task_id").replace_strict(step),
     )
-    first = timed.filter(pl.col("position").is_between(1, 16)).with_columns(
-        truth=drawn_j(pl.col("step"), pl.col("seconds"))
+    drawn_tokens = timed.with_columns(energy_j=drawn_j(pl.col("step"), pl.col("seconds")))
+    first = (
+        timed.join(drawn_tokens, on=["workload", "task_id", "position"], suffix="_drawn")
+        .filter(pl.col("position").is_between(1, 16))
+        .group_by("workload", "task_id")
+        .agg(ratio=pl.col("energy_j").sum() / pl.col("energy_j_drawn").sum())
     )
-    means = first.group_by("workload").agg(pl.col("energy_j").mean(), pl.col("truth").mean())
-    for workload, energy_j, truth in means.rows():
-        assert 0.95 * truth <= energy_j <= 1.02 * truth, (workload, energy_j, truth)
+    medians = first.group_by("workload").agg(pl.col("ratio").median())
+    for workload, ratio in medians.rows():
+        assert 0.95 <= ratio <= 1.02, (workload, first.sort("workload", "task_id"))
     assert row["prompt_tokens_long"] > 10 * row["prompt_tokens_short"]
     assert row["same_positions_basis"] == "energy" and row["same_positions_tasks"] == 12
-    for figure in ("amplification_pct", "same_positions_pct"):
-        low, high = row[f"{figure}_lo"], row[f"{figure}_hi"]
-        assert abs(row[figure]) < 1.0 and low <= 0.0 <= high, (figure, row)
+    drawn_records = records.with_columns(
+        decode_energy_j=drawn_j(
+            (pl.col("output_tokens") - 1) * pl.col("task_id").replace_strict(step),
+            pl.col("decode_s"),
+        )
+    )
+    truth = amplification.table(
+        drawn_records, drawn_tokens.drop("seconds", "step"), {"short": "short", "long": "long"}
+    ).row(0, named=True)
+    low, high = row["amplification_pct_lo"], row["amplification_pct_hi"]
+    assert abs(row["amplification_pct"] - truth["amplification_pct"]) < 0.5, (row, truth)
+    assert low <= truth["amplification_pct"] <= high, (row, truth)
+    assert truth["same_positions_basis"] == "energy" and truth["same_positions_tasks"] == 12
+    low, high = row["same_positions_pct_lo"], row["same_positions_pct_hi"]
+    assert low <= truth["same_positions_pct"] <= high, (row, truth)
