@@ -419,12 +419,16 @@ def test_no_prefill_energy_in_decode_energy(tmp_path, tiny_model_dir):
     records, tokens = pl.DataFrame(out["records"]), pl.DataFrame(out["tokens"])
     assert (records["energy_flags"] == "").all(), records["energy_flags"]
     step = {t["task_id"]: s for t, s in zip(short, steps, strict=True)}
-    for record in out["records"]:
+    # Each pass's 350 W x its step, and idle between passes (the host's own moments).
+    drawn_records = records.with_columns(
+        decode_energy_j=drawn_j(
+            (pl.col("output_tokens") - 1) * pl.col("task_id").replace_strict(step),
+            pl.col("decode_s"),
+        )
+    )
+    for record, drawn in zip(out["records"], drawn_records["decode_energy_j"], strict=True):
         assert record["prefill_energy_j"] == pytest.approx(600.0 * record["prefill_s"], rel=0.01)
-        # Each pass's 350 W x its step, and idle between passes (the host's own moments).
-        passes, seconds = record["output_tokens"] - 1, record["decode_s"]
-        truth = drawn_j(passes * step[record["task_id"]], seconds)
-        assert record["decode_energy_j"] == pytest.approx(truth, rel=0.005), record
+        assert record["decode_energy_j"] == pytest.approx(drawn, rel=0.005), record
     row = amplification.table(records, tokens, {"short": "short", "long": "long"}).row(
         0, named=True
     )
@@ -435,29 +439,23 @@ def test_no_prefill_energy_in_decode_energy(tmp_path, tiny_model_dir):
     # read them up to 2.6% low. The median, as a stall moves a single task's figure by up to
     # 11% (and its workload's mean by 1.95%).
     timed = tokens.sort("workload", "task_id", "position").with_columns(
-        seconds=pl.col("t_s").diff().over("workload", "task_id"),
-        step=pl.col("task_id").replace_strict(step),
+        drawn=drawn_j(
+            pl.col("task_id").replace_strict(step), pl.col("t_s").diff().over("workload", "task_id")
+        )
     )
-    drawn_tokens = timed.with_columns(energy_j=drawn_j(pl.col("step"), pl.col("seconds")))
     first = (
-        timed.join(drawn_tokens, on=["workload", "task_id", "position"], suffix="_drawn")
-        .filter(pl.col("position").is_between(1, 16))
+        timed.filter(pl.col("position").is_between(1, 16))
         .group_by("workload", "task_id")
-        .agg(ratio=pl.col("energy_j").sum() / pl.col("energy_j_drawn").sum())
+        .agg(ratio=pl.col("energy_j").sum() / pl.col("drawn").sum())
     )
     medians = first.group_by("workload").agg(pl.col("ratio").median())
     for workload, ratio in medians.rows():
         assert 0.95 <= ratio <= 1.02, (workload, first.sort("workload", "task_id"))
     assert row["prompt_tokens_long"] > 10 * row["prompt_tokens_short"]
     assert row["same_positions_basis"] == "energy" and row["same_positions_tasks"] == 12
-    drawn_records = records.with_columns(
-        decode_energy_j=drawn_j(
-            (pl.col("output_tokens") - 1) * pl.col("task_id").replace_strict(step),
-            pl.col("decode_s"),
-        )
-    )
+    drawn_tokens = timed.with_columns(energy_j=pl.col("drawn")).drop("drawn")
     truth = amplification.table(
-        drawn_records, drawn_tokens.drop("seconds", "step"), {"short": "short", "long": "long"}
+        drawn_records, drawn_tokens, {"short": "short", "long": "long"}
     ).row(0, named=True)
     low, high = row["amplification_pct_lo"], row["amplification_pct_hi"]
     assert abs(row["amplification_pct"] - truth["amplification_pct"]) < 0.5, (row, truth)
