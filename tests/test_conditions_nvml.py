@@ -18,12 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.report_tables import PROVENANCE, read_table
+from helpers.report_tables import PROVENANCE, TEMPLATE, read_table
 from test_energy_nvml import H100, HARNESS, environment, gpu, run_script, tasks, write_spec
 
 from llmenergy import aggregate, records, report
-
-TEMPLATE = Path(__file__).resolve().parents[1] / "reports" / "report.html.j2"
 
 OTHER_W = 200.0  # another job's draw on the model's GPU
 GPU_W = 300.0  # the model's GPU, whatever the model does

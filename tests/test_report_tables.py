@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 import pytest
 from helpers.report_tables import (
     EXPECTED,
     PROVENANCE,
+    TEMPLATE,
     assert_frame_shown,
     assert_table_matches,
     example_frames,
@@ -17,8 +16,6 @@ from helpers.report_tables import (
 )
 
 from llmenergy import report
-
-TEMPLATE = Path(__file__).resolve().parents[1] / "reports" / "report.html.j2"
 
 
 def render(frames: dict[str, pl.DataFrame]) -> str:

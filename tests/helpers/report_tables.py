@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 from html.parser import HTMLParser
+from pathlib import Path
 
 import polars as pl
 
 from llmenergy import report
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "reports" / "report.html.j2"
 
 # A stand-in for provenance.collect, for tests that render the report.
 PROVENANCE = {
