@@ -11,7 +11,7 @@ import pytest
 import yaml
 from test_savings import _baseline, _generation, _oracle_row
 
-from llmenergy import aggregate, amplification, claims, records
+from llmenergy import aggregate, amplification, claims, records, run_summary
 from llmenergy.claims import Value
 
 from conftest import REPO
@@ -320,7 +320,7 @@ def test_a_claim_over_models_is_judged_on_every_model() -> None:
         {"he": "humaneval", "cu": "cu"},
     )
     row = claims.evaluate([BY_ID["amplification"]], tables, "measured", False).row(0, named=True)
-    assert (row["models"], row["reproduce"], row["agree"], row["undecided"]) == (3, 1, 1, 1)
+    assert (row["values"], row["reproduce"], row["agree"], row["undecided"]) == (3, 1, 1, 1)
     assert row["contradict"] == 0
     assert (row["range_low"], row["range_high"]) == (10.0, 250.0)
     assert row["verdict"] == claims.UNDECIDED
@@ -328,6 +328,26 @@ def test_a_claim_over_models_is_judged_on_every_model() -> None:
     assert row["detail"].startswith("c; cu against he")
     assert "a: 10.0 [5.0, 15.0] reproduces" in row["per_model"]
     assert "b: 250.0 [200.0, 300.0] same direction" in row["per_model"]
+
+
+def test_one_model_on_three_workloads_counts_three_values_not_three_models() -> None:
+    # The share claims judge one value per model and workload: one model on three HumanEval
+    # workloads (shares 2% [1, 3], 2% [1, 3] and 20% [10, 30]) is three values, and the
+    # summary says so rather than "3 models".
+    shares = {"he0": (2.0, 1.0, 3.0), "he2": (2.0, 1.0, 3.0), "hecot": (20.0, 10.0, 30.0)}
+    summary = pl.concat(
+        _summary(tuple(x / 100 for x in share), (0.7, 0.6, 0.8))
+        .filter(pl.col("workload") == "he")
+        .with_columns(workload=pl.lit(name))
+        for name, share in shares.items()
+    )
+    kinds = dict.fromkeys(shares, "humaneval")
+    tables = claims.Tables(summary, _savings([]), _babbling({}), _amplification([]), kinds)
+    row = claims.evaluate([BY_ID["decode-dominates"]], tables, "measured", False).row(0, named=True)
+    assert (row["values"], row["reproduce"], row["agree"]) == (3, 2, 1)
+    line = run_summary._value(row)
+    assert "3 values: 2 reproduce, 1 same direction" in line
+    assert "models:" not in line
 
 
 def test_planted_check_cost_of_all_decode_energy_contradicts_the_overhead_claim() -> None:

@@ -472,7 +472,7 @@ SCHEMA = {
     "value_hi": pl.Float64(),
     "range_low": pl.Float64(),
     "range_high": pl.Float64(),
-    "models": pl.Int64(),
+    "values": pl.Int64(),  # one per model, or per model and workload (the claim's unit)
     "reproduce": pl.Int64(),
     "agree": pl.Int64(),
     "undecided": pl.Int64(),
@@ -552,7 +552,7 @@ def judge(
         "value_hi": deciding.high,
         "range_low": min(measured) if measured else None,
         "range_high": max(measured) if measured else None,
-        "models": len(measured),
+        "values": len(measured),
         "reproduce": count[REPRODUCES],
         "agree": count[SAME_DIRECTION],
         "undecided": count[UNDECIDED],

@@ -33,9 +33,9 @@ def _value(row: dict) -> str:
         text += f"{report.format_value('value', row['value_hi'])}]"
         text += _over_runs(row)
     text = f"{text} {row['unit']}".rstrip()
-    if (row.get("models") or 0) > 1:
+    if (row.get("values") or 0) > 1:
         text += (
-            f"; {row['models']} models: {row['reproduce']} reproduce, {row['agree']} same "
+            f"; {row['values']} values: {row['reproduce']} reproduce, {row['agree']} same "
             f"direction, {row['undecided']} undecided, {row['contradict']} contradict"
         )
     if row.get("energy"):

@@ -129,7 +129,7 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
         ],
         "claims-models-table": [
             "id",
-            "models",
+            "values",
             "reproduce",
             "agree",
             "undecided",
