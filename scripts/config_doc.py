@@ -69,7 +69,7 @@ honestly without it (HumanEval scoring without a sandbox: null scores, `error_ki
   library, drawn by a seed, in LongBench's format and prompts, cut in the middle to a
   1024-token prompt budget. It is not LongBench; every name and manifest says
   `longbench-standin`. The four strategies run on HumanEval 0-shot, the other workloads
-  unsuppressed, so that the run stays within 15 minutes on a 2-core machine.
+  unsuppressed (why: [design.md](design.md#measurement-conditions), "The default run's time").
 - `config/longbench.yaml` adds the real LongBench code tasks (`lcc`, `repobench-p`; not
   shipped, for their licence) to the default, downloaded once at a pinned revision and
   checked by sha256: give it after `config/config.yaml`, as above.
